@@ -1,0 +1,17 @@
+"""``panfs umount``: placeholder until its issue lands."""
+
+from __future__ import annotations
+
+import argparse
+
+from panfs.errors import UsageError
+
+HELP = "umount (not built yet)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise UsageError("'panfs umount' is not built yet")

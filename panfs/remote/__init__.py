@@ -1,0 +1,1 @@
+"""Talking to the drive: the Open API client and its typed models."""

@@ -1,0 +1,100 @@
+"""Typed values the Open API returns, parsed from JSON in one place.
+
+Owns: dataclasses for files, create results, upload URLs, uploaded parts, space
+info, and their ``from_json`` constructors. Must not: do I/O or retry anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def _int(d: dict[str, Any], key: str, default: int = 0) -> int:
+    v = d.get(key)
+    return int(v) if v is not None else default
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    file_id: str
+    parent_file_id: str
+    name: str
+    type: str  # "file" | "folder"
+    size: int
+    content_hash: str  # upper-case hex SHA-1, "" for folders
+    created_at: str
+    updated_at: str
+    drive_id: str = ""
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "folder"
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RemoteFile:
+        return cls(
+            file_id=str(d["file_id"]),
+            parent_file_id=str(d.get("parent_file_id", "")),
+            name=str(d.get("name") or d.get("file_name") or ""),
+            type=str(d.get("type", "file")),
+            size=_int(d, "size"),
+            content_hash=str(d.get("content_hash") or "").upper(),
+            created_at=str(d.get("created_at", "")),
+            updated_at=str(d.get("updated_at", "")),
+            drive_id=str(d.get("drive_id", "")),
+        )
+
+
+@dataclass(frozen=True)
+class UploadUrl:
+    part_number: int
+    url: str
+    expires_at: float  # unix seconds, parsed from the URL (x-oss-expires / Expires / OSS4)
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    file_id: str
+    file_name: str
+    parent_file_id: str
+    type: str
+    upload_id: str  # "" for folders, rapid uploads and refuse+exist
+    rapid_upload: bool
+    exist: bool
+    part_urls: tuple[UploadUrl, ...]
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    part_number: int
+    part_size: int
+    etag: str  # upper-case hex MD5, quotes stripped
+
+
+@dataclass(frozen=True)
+class DriveInfo:
+    user_id: str
+    default_drive_id: str
+    resource_drive_id: str | None
+    backup_drive_id: str | None
+
+    def drive_id(self, which: str) -> str | None:
+        return {
+            "default": self.default_drive_id,
+            "resource": self.resource_drive_id,
+            "backup": self.backup_drive_id,
+        }[which]
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    used_size: int
+    total_size: int
+
+
+@dataclass(frozen=True)
+class DownloadUrl:
+    url: str
+    expires_at: float  # unix seconds
+    size: int

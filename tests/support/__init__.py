@@ -1,0 +1,1 @@
+"""Shared test machinery: real processes on loopback, started and always stopped."""

@@ -1,0 +1,114 @@
+"""``DriveServer``: a real ``panfs serve`` process on 127.0.0.1 for tests and benchmarks.
+
+Start it, read its account, switch faults, read its counters, SIGKILL and restart
+it on the same root. ``close()`` always stops the process by PID.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.support.procs import PANFS, kill9, stop
+
+_LISTEN = re.compile(r"listening on (http://\S+)")
+
+
+class DriveServer:
+    def __init__(self, root: Path, *options: str, log: Path | None = None) -> None:
+        self.root = root
+        self.options = list(options)
+        self.log = log or root.parent / f"{root.name}-server.log"
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.port = 0
+        self.start()
+
+    # -- process ---------------------------------------------------------------
+    def start(self) -> None:
+        args = [*PANFS, "serve", "--root", str(self.root), "--port", str(self.port)]
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "a") as err:
+            self.proc = subprocess.Popen(
+                [*args, *self.options], stdout=subprocess.PIPE, stderr=err, text=True
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = _LISTEN.search(line)
+        if not m:
+            stop(self.proc)
+            raise AssertionError(f"server did not start: {line!r}; see {self.log}")
+        self.url = m.group(1)
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        """SIGKILL the server (same root and port on ``start()``)."""
+        assert self.proc is not None
+        kill9(self.proc)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            if self.proc.stdout:
+                self.proc.stdout.close()
+
+    def __enter__(self) -> DriveServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- account and admin -----------------------------------------------------
+    @property
+    def account(self) -> dict[str, Any]:
+        data: dict[str, Any] = yaml.safe_load((self.root / "account.yaml").read_text())
+        return data
+
+    def admin(self, method: str, path: str, json: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.account['admin_token']}"}
+        r = httpx.request(method, self.url + path, json=json, headers=headers, timeout=30)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.admin("GET", "/admin/stats")
+        return result
+
+    def reset_stats(self) -> None:
+        self.admin("POST", "/admin/stats/reset")
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> None:
+        self.admin("POST", "/admin/faults", rules)
+
+    def mint_refresh_token(self) -> str:
+        token: str = self.admin("POST", "/admin/tokens")["refresh_token"]
+        return token
+
+    def client_config(self, cache_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+        """A panfs config mapping for a fresh client of this server (own refresh token)."""
+        acct = self.account
+        cfg: dict[str, Any] = {
+            "remote": {
+                "endpoint": acct["endpoint"],
+                "client_id": acct["client_id"],
+                "client_secret": acct["client_secret"],
+                "refresh_token": self.mint_refresh_token(),
+            },
+            "cache": {"dir": str(cache_dir)},
+        }
+        for name, values in sections.items():
+            cfg.setdefault(name, {}).update(values)
+        return cfg
+
+    def write_client_config(self, path: Path, cache_dir: Path, **sections: dict[str, Any]) -> Path:
+        path.write_text(yaml.safe_dump(self.client_config(cache_dir, **sections)))
+        return path
