@@ -54,8 +54,9 @@ def check_logs(path: Path, allow: Iterable[str] = ()) -> None:
     assert not bad, f"unexpected lines in {path}:\n" + "\n".join(bad[:20])
 
 
-def wait_for(pred: object, what: str, proc: subprocess.Popen[str] | None = None,
-             limit: float = 30.0) -> None:
+def wait_for(
+    pred: object, what: str, proc: subprocess.Popen[str] | None = None, limit: float = 30.0
+) -> None:
     """Poll ``pred()`` until true; fail early if ``proc`` died. ``limit`` only bounds a hang."""
     assert callable(pred)
     deadline = time.monotonic() + limit
