@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first(group: BaseExceptionGroup[PanfsError]) -> BaseException:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = _fstab_argv(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
@@ -53,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = _module(args.command).run(args)
     except PanfsError as e:
         print(f"panfs {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except BaseExceptionGroup as group:
+        matched, _ = group.split(PanfsError)
+        if matched is None:
+            raise
+        first = _first(matched)
+        print(f"panfs {args.command}: error: {first}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

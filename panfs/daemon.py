@@ -1,0 +1,126 @@
+"""The mount daemon: wire client, journal, uploader, cache and core under one nursery.
+
+Owns: the lifetime of one mount: the cache-dir lock, the embedded drive server
+(when no account is configured), the services (client → uploader → core), the
+kernel session (``pyfuse3.init`` / ``main`` / ``close``), SIGTERM/SIGINT as a
+clean unmount, the readiness signal, and the record of which cache dir serves
+which mount point (for ``panfs umount --wait`` and ``panfs status``). Must not:
+hold filesystem logic (the core) or protocol logic (the client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pyfuse3
+import trio
+
+from panfs import embedded, lock, sdnotify
+from panfs.cache import Cache
+from panfs.config import Config, xdg_dir
+from panfs.fs import Operations
+from panfs.journal import Journal
+from panfs.metadata import open_db
+from panfs.pending import OpenVersions
+from panfs.remote import settings as remote_settings
+from panfs.remote.client import open_client
+from panfs.uploader import UploadSettings, open_uploader
+from panfs.vfs import Core
+
+log = logging.getLogger(__name__)
+
+
+def _registry(mountpoint: Path) -> Path:
+    key = hashlib.sha1(str(mountpoint.resolve()).encode()).hexdigest()[:16]
+    return xdg_dir("state") / "mounts" / f"{key}.json"
+
+
+def record_mount(mountpoint: Path, cache_dir: Path) -> Path:
+    path = _registry(mountpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"mountpoint": str(mountpoint), "cache_dir": str(cache_dir),
+                               "pid": os.getpid()}))  # fmt: skip
+    os.replace(tmp, path)
+    return path
+
+
+def find_mount(mountpoint: Path) -> dict[str, str] | None:
+    """The cache dir (and PID) of the daemon that last mounted ``mountpoint``."""
+    try:
+        data = json.loads(_registry(mountpoint).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def fuse_options(cfg: Config, extra: list[str]) -> set[str]:
+    opts = {"fsname=panfs", "subtype=panfs", "default_permissions", "noatime"}
+    if cfg["mount.allow_other"] or "allow_other" in extra:
+        opts.add("allow_other")
+    if "ro" in extra:
+        opts.add("ro")
+    return opts
+
+
+async def _on_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            log.info("signal received: unmounting")
+            pyfuse3.terminate()
+            return
+
+
+async def run_mount(
+    cfg: Config, mountpoint: Path, *, options: set[str], ready: Callable[[], None]
+) -> None:
+    cache_dir = cfg.cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(lock.acquire(cache_dir, str(mountpoint)))
+        if cfg.embedded:
+            drive = embedded.start(xdg_dir("data"), cache_dir / "drive.log")
+            stack.callback(drive.stop)
+            settings = remote_settings.from_account_file(drive.account_file)
+            settings = dataclasses.replace(
+                settings, endpoint=drive.url, token_url=drive.url + "/oauth/access_token"
+            )
+        else:
+            settings = remote_settings.from_config(cfg)
+        async with open_client(settings, cache_dir) as client:
+            db = open_db(cache_dir / "journal.db")
+            stack.callback(db.close)
+            journal = Journal(db)
+            versions = OpenVersions(db)
+            cache = Cache(cache_dir, cfg["cache.max_size"])
+            async with open_uploader(client, journal, UploadSettings.from_config(cfg)) as uploader:
+                core = Core(
+                    client=client, journal=journal, uploader=uploader, cache=cache,
+                    versions=versions, list_ttl=cfg["mount.list_ttl"],
+                    uid=os.getuid(), gid=os.getgid(),
+                )  # fmt: skip
+                core.recover()
+                uploader.wake()
+                pyfuse3.init(Operations(core), str(mountpoint), options)
+                registry = record_mount(mountpoint, cache_dir)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(_on_signal)
+                        log.info("mounted %s (cache %s)", mountpoint, cache_dir)
+                        ready()
+                        sdnotify.notify("READY=1")
+                        await pyfuse3.main()
+                        nursery.cancel_scope.cancel()
+                finally:
+                    sdnotify.notify("STOPPING=1")
+                    pyfuse3.close(unmount=True)
+                    registry.unlink(missing_ok=True)
+                    log.info("unmounted %s", mountpoint)

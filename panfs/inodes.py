@@ -1,0 +1,119 @@
+"""The inode table: names ↔ inode numbers, kernel lookup counts, per-node attributes.
+
+Owns: ``Node`` (what the kernel sees of one file or folder, plus where its bytes
+are: on the drive, in a cache file, or both) and ``InodeTable`` (allocation,
+parent/child links, lookup counting and ``forget``). Must not: do I/O, talk to
+the drive, or decide policy (``vfs.py`` does).
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass, field
+
+ROOT_INO = 1
+
+
+@dataclass(eq=False)
+class Node:
+    ino: int
+    parent: int
+    name: str
+    is_dir: bool
+    file_id: str | None = None  # the drive's id; None for a file not yet on the drive
+    size: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    atime_ns: int = 0
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    lookups: int = 0
+    # local bytes: a version being written or waiting for upload (dirty), or clean cached bytes
+    cache_path: str | None = None
+    dirty: bool = False
+    job_id: int | None = None  # journal job uploading the dirty version
+    writers: int = 0  # open handles writing the current version
+    open_handles: int = 0
+    children: dict[str, int] | None = None  # folders: loaded listing
+    listed_at: float = -1.0
+    linked: bool = True  # False once unlinked: lives until the last handle and lookup go
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def st_mode(self) -> int:
+        kind = stat.S_IFDIR if self.is_dir else stat.S_IFREG
+        perm = self.mode & 0o7777 if self.mode else (0o755 if self.is_dir else 0o644)
+        return kind | perm
+
+
+class InodeTable:
+    """Every node the kernel may hold a reference to. Sync only: no ``await`` inside."""
+
+    def __init__(self, uid: int, gid: int, now_ns: int) -> None:
+        root = Node(ROOT_INO, ROOT_INO, "", True, file_id="root", uid=uid, gid=gid)
+        root.mtime_ns = root.ctime_ns = root.atime_ns = now_ns
+        root.children = {}
+        self._nodes: dict[int, Node] = {ROOT_INO: root}
+        self._next = ROOT_INO + 1
+
+    def __getitem__(self, ino: int) -> Node:
+        return self._nodes[ino]
+
+    def get(self, ino: int) -> Node | None:
+        return self._nodes.get(ino)
+
+    def add(self, parent: Node, name: str, is_dir: bool, **attrs: object) -> Node:
+        node = Node(self._next, parent.ino, name, is_dir, **attrs)  # type: ignore[arg-type]
+        self._next += 1
+        if is_dir:
+            node.children = None
+        self._nodes[node.ino] = node
+        assert parent.children is not None
+        parent.children[name] = node.ino
+        return node
+
+    def child(self, parent: Node, name: str) -> Node | None:
+        if parent.children is None:
+            return None
+        ino = parent.children.get(name)
+        return self._nodes.get(ino) if ino is not None else None
+
+    def detach(self, node: Node) -> None:
+        """Take ``node`` out of its folder; it lives on while referenced."""
+        parent = self._nodes.get(node.parent)
+        siblings = parent.children if parent is not None else None
+        if siblings is not None and siblings.get(node.name) == node.ino:
+            del siblings[node.name]
+        node.linked = False
+        self._maybe_drop(node)
+
+    def move(self, node: Node, new_parent: Node, new_name: str) -> None:
+        old_parent = self._nodes[node.parent]
+        if old_parent.children is not None and old_parent.children.get(node.name) == node.ino:
+            del old_parent.children[node.name]
+        assert new_parent.children is not None
+        node.parent, node.name = new_parent.ino, new_name
+        new_parent.children[new_name] = node.ino
+
+    def forget(self, ino: int, n: int) -> None:
+        node = self._nodes.get(ino)
+        if node is None or ino == ROOT_INO:
+            return
+        node.lookups = max(0, node.lookups - n)
+        self._maybe_drop(node)
+
+    def release_handle(self, node: Node) -> None:
+        node.open_handles -= 1
+        self._maybe_drop(node)
+
+    def _maybe_drop(self, node: Node) -> None:
+        if not node.linked and node.lookups == 0 and node.open_handles == 0:
+            self._nodes.pop(node.ino, None)
+
+    def path(self, node: Node) -> str:
+        parts: list[str] = []
+        while node.ino != ROOT_INO:
+            parts.append(node.name)
+            node = self._nodes[node.parent]
+        return "/" + "/".join(reversed(parts))

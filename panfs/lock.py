@@ -1,0 +1,59 @@
+"""One daemon per cache dir: an advisory ``flock`` on ``CACHE_DIR/daemon.lock``.
+
+Owns: taking and releasing that lock and recording who holds it (PID and mount
+point) so a second daemon can name the holder. Must not: touch anything else in
+the cache dir. The kernel drops the lock when the holder dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from panfs.errors import LockedError
+
+
+@dataclass
+class Lock:
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def holder(cache_dir: Path) -> dict[str, object] | None:
+    """Who wrote the lock file last (may be stale when nobody holds the lock)."""
+    try:
+        data = json.loads((cache_dir / "daemon.lock").read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def acquire(cache_dir: Path, mountpoint: str = "") -> Lock:
+    path = cache_dir / "daemon.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        who = holder(cache_dir) or {}
+        raise LockedError(
+            f"cache dir {cache_dir} is in use by panfs (pid {who.get('pid', '?')}, "
+            f"mounted on {who.get('mountpoint', '?')}); unmount it or use another cache.dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "mountpoint": mountpoint}).encode(), 0)
+    return Lock(path, fd)

@@ -1,0 +1,89 @@
+"""Durable record of versions still open for writing (the mount's crash marker).
+
+Owns: one SQLite table, ``open_versions``: a row exists from before the first
+byte of a new version is written until its last writer closed and the version
+became a journal job. A row found at start-up means the writer was cut off:
+``vfs.Core.recover`` turns it into an ``interrupted`` job. Must not: upload,
+or touch cache files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS open_versions (
+    cache_path       TEXT PRIMARY KEY,  -- the cache file holding this version's bytes
+    parent_file_id   TEXT NOT NULL,     -- drive folder it belongs in
+    name             TEXT NOT NULL,     -- its name there
+    remote_path      TEXT NOT NULL,     -- for status messages only
+    replaces_file_id TEXT,              -- drive file this version will replace; NULL = new file
+    opened_at        REAL NOT NULL      -- unix seconds
+)
+"""
+
+
+@dataclass(frozen=True)
+class OpenVersion:
+    cache_path: str
+    parent_file_id: str
+    name: str
+    remote_path: str
+    replaces_file_id: str | None
+    opened_at: float
+
+
+class OpenVersions:
+    """Sync; each call commits (the journal's connection, WAL)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        with conn:
+            conn.execute(SCHEMA)
+
+    def add(
+        self,
+        *,
+        cache_path: str,
+        parent_file_id: str,
+        name: str,
+        remote_path: str,
+        replaces_file_id: str | None,
+    ) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO open_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (cache_path, parent_file_id, name, remote_path, replaces_file_id, time.time()),
+            )
+
+    def get(self, cache_path: str) -> OpenVersion | None:
+        row = self.conn.execute(
+            "SELECT cache_path, parent_file_id, name, remote_path, replaces_file_id, opened_at"
+            " FROM open_versions WHERE cache_path = ?",
+            (cache_path,),
+        ).fetchone()
+        return OpenVersion(*row) if row else None
+
+    def all(self) -> list[OpenVersion]:
+        rows = self.conn.execute(
+            "SELECT cache_path, parent_file_id, name, remote_path, replaces_file_id, opened_at"
+            " FROM open_versions ORDER BY opened_at"
+        ).fetchall()
+        return [OpenVersion(*r) for r in rows]
+
+    def retarget(
+        self, cache_path: str, parent_file_id: str, name: str, remote_path: str,
+        replaces_file_id: str | None,
+    ) -> None:  # fmt: skip
+        with self.conn:
+            self.conn.execute(
+                "UPDATE open_versions SET parent_file_id = ?, name = ?, remote_path = ?,"
+                " replaces_file_id = COALESCE(?, replaces_file_id) WHERE cache_path = ?",
+                (parent_file_id, name, remote_path, replaces_file_id, cache_path),
+            )
+
+    def remove(self, cache_path: str) -> None:
+        with self.conn:
+            self.conn.execute("DELETE FROM open_versions WHERE cache_path = ?", (cache_path,))

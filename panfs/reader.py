@@ -1,0 +1,48 @@
+"""The read path for bytes only on the drive: ranged GETs with read-ahead.
+
+Owns: download URLs per file (reused until shortly before they expire), and a
+small read-ahead window per file so sequential reads become few large GETs.
+Must not: write cache files or know about inodes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from panfs.remote.client import OpenApiClient
+
+READ_AHEAD = 8 << 20
+URL_MARGIN = 30.0
+
+
+class RangeReader:
+    def __init__(self, client: OpenApiClient) -> None:
+        self.client = client
+        self._urls: dict[str, tuple[str, float]] = {}
+        self._window: dict[str, tuple[int, bytes]] = {}
+
+    async def _url(self, file_id: str) -> str:
+        cached = self._urls.get(file_id)
+        if cached and cached[1] - URL_MARGIN > time.time():
+            return cached[0]
+        d = await self.client.get_download_url(file_id)
+        self._urls[file_id] = (d.url, d.expires_at)
+        return d.url
+
+    async def read(self, file_id: str, size: int, off: int, length: int) -> bytes:
+        end = min(size, off + length)
+        if off >= end:
+            return b""
+        win = self._window.get(file_id)
+        if win is not None and win[0] <= off and end <= win[0] + len(win[1]):
+            return win[1][off - win[0] : end - win[0]]
+        fetch_end = min(size, max(end, off + READ_AHEAD))
+        try:
+            data = await self.client.download_range(await self._url(file_id), off, fetch_end)
+        except Exception:
+            self._urls.pop(file_id, None)
+            raise
+        if len(self._window) > 16:
+            self._window.clear()
+        self._window[file_id] = (off, data)
+        return data[: end - off]

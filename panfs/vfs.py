@@ -1,0 +1,538 @@
+"""The filesystem core: names, inodes, open handles and the policy of when data is durable.
+
+Owns: every filesystem operation in drive terms (what ``docs/semantics.md``
+promises), the merge of the drive's listings with local pending versions (local
+wins), and the write path: a version is written to its own cache file, recorded
+durably before its first byte (so a crash leaves it ``interrupted``, never
+uploaded as complete), and handed to the journal on the last close or fsync.
+Must not: import pyfuse3 (``fs.py`` translates), speak HTTP (the client does),
+or build SQL beyond its one table of open versions (``pending.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from panfs.cache import Cache
+from panfs.errors import (
+    ExistsError,
+    IsDirError,
+    NameTooLongError,
+    NotDirError,
+    NotEmptyError,
+    NotFoundError,
+    RemoteNotFoundError,
+    UnsupportedError,
+)
+from panfs.inodes import ROOT_INO, InodeTable, Node
+from panfs.journal import Journal
+from panfs.pending import OpenVersions
+from panfs.reader import RangeReader
+from panfs.remote.client import OpenApiClient
+from panfs.uploader import Uploader
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 1024
+ACTIVE = ("pending", "uploading")
+
+
+@dataclass
+class Handle:
+    fh: int
+    node: Node
+    fd: int  # cache file descriptor, -1 for a read of drive-only bytes
+    write: bool
+    append: bool
+
+
+def _parse_time(s: str) -> int:
+    if not s:
+        return 0
+    try:
+        from datetime import datetime
+
+        return int(datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() * 1e9)
+    except ValueError:
+        return 0
+
+
+def check_name(name: str) -> None:
+    if len(name.encode()) > MAX_NAME:
+        raise NameTooLongError(f"name over {MAX_NAME} bytes: {name[:40]}…")
+
+
+class Core:
+    """One mounted drive. All methods run on the trio thread; sync helpers never await."""
+
+    def __init__(
+        self,
+        *,
+        client: OpenApiClient,
+        journal: Journal,
+        uploader: Uploader,
+        cache: Cache,
+        versions: OpenVersions,
+        list_ttl: float,
+        uid: int,
+        gid: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.journal = journal
+        self.uploader = uploader
+        self.cache = cache
+        self.versions = versions
+        self.list_ttl = list_ttl
+        self.uid, self.gid = uid, gid
+        self.clock = clock
+        self.inodes = InodeTable(uid, gid, time.time_ns())
+        self.handles: dict[int, Handle] = {}
+        self._next_fh = 1
+        self.reader = RangeReader(client)
+        self._space: tuple[float, int, int] | None = None
+
+    # -- start-up ----------------------------------------------------------------
+    def recover(self) -> list[int]:
+        """Versions still open when the last daemon died become ``interrupted`` jobs."""
+        jobs = []
+        for v in self.versions.all():
+            job = self.journal.add(
+                source=v.cache_path,
+                parent_file_id=v.parent_file_id,
+                name=v.name,
+                remote_path=v.remote_path,
+                replaces_file_id=v.replaces_file_id,
+                state="interrupted",
+            )
+            self.versions.remove(v.cache_path)
+            jobs.append(job.id)
+            log.info("interrupted write kept: %s (%s)", v.remote_path, v.cache_path)
+        return jobs
+
+    # -- namespace -------------------------------------------------------------
+    def node(self, ino: int) -> Node:
+        node = self.inodes.get(ino)
+        if node is None:
+            raise NotFoundError(f"stale inode {ino}")
+        return node
+
+    def _remote_path(self, parent: Node, name: str) -> str:
+        base = self.inodes.path(parent)
+        return (base.rstrip("/") + "/" + name) if name else base
+
+    async def _listing(self, folder: Node, force: bool = False) -> dict[str, int]:
+        if not folder.is_dir:
+            raise NotDirError(f"not a folder: {self.inodes.path(folder)}")
+        fresh = folder.children is not None and self.clock() - folder.listed_at < self.list_ttl
+        if fresh and not force:
+            assert folder.children is not None
+            return folder.children
+        assert folder.file_id is not None
+        items = await self.client.list_folder(folder.file_id)
+        self._merge(folder, items)
+        folder.listed_at = self.clock()
+        assert folder.children is not None
+        return folder.children
+
+    def _merge(self, folder: Node, items: list) -> None:  # type: ignore[type-arg]
+        """Fold a drive listing into ``folder``; local pending versions win. No await."""
+        if folder.children is None:
+            folder.children = {}
+        seen: set[str] = set()
+        for item in items:
+            seen.add(item.name)
+            node = self.inodes.child(folder, item.name)
+            if node is None:
+                node = self.inodes.add(folder, item.name, item.is_dir, uid=self.uid, gid=self.gid)
+            elif node.is_dir != item.is_dir:
+                continue  # local and remote disagree on the kind: keep the local view
+            self._adopt_remote(node, item)
+        # pending versions of this folder that the listing cannot show yet
+        for job in self.journal.jobs(ACTIVE):
+            if job.parent_file_id != folder.file_id:
+                continue
+            node = self.inodes.child(folder, job.name)
+            if node is None:
+                node = self.inodes.add(folder, job.name, False, uid=self.uid, gid=self.gid)
+            if node.is_dir or (node.job_id is not None and node.job_id > job.id) or node.writers:
+                continue
+            self._adopt_job(node, job.id, job.source, job.size)
+            seen.add(job.name)
+        for name, ino in list(folder.children.items()):
+            node = self.inodes[ino]
+            if name not in seen and not node.dirty and not node.writers:
+                self.inodes.detach(node)
+
+    def _adopt_remote(self, node: Node, item) -> None:  # type: ignore[no-untyped-def]
+        if node.dirty or node.writers:
+            if node.job_id is not None:
+                job = self.journal.get(node.job_id)
+                if job is not None and job.state == "done" and job.file_id == item.file_id:
+                    node.dirty = False  # our version is the drive's now; keep bytes as cache
+                    node.file_id = item.file_id
+            return
+        if node.cache_path and node.file_id != item.file_id:
+            self.cache.remove(node.cache_path)  # the drive has another file under this name now
+            node.cache_path = None
+        node.file_id = item.file_id
+        if not node.is_dir:
+            node.size = item.size
+        t = _parse_time(item.updated_at)
+        if t and not node.mtime_ns:
+            node.mtime_ns = node.ctime_ns = node.atime_ns = t
+
+    def _adopt_job(self, node: Node, job_id: int, source: str, size: int) -> None:
+        node.job_id, node.cache_path, node.dirty, node.size = job_id, source, True, size
+        if not node.mtime_ns:
+            node.mtime_ns = node.ctime_ns = node.atime_ns = time.time_ns()
+
+    async def lookup(self, parent_ino: int, name: str) -> Node:
+        parent = self.node(parent_ino)
+        check_name(name)
+        children = await self._listing(parent)
+        ino = children.get(name)
+        if ino is None:
+            raise NotFoundError(f"no such entry: {self._remote_path(parent, name)}")
+        node = self.inodes[ino]
+        node.lookups += 1
+        return node
+
+    def forget(self, pairs: list[tuple[int, int]]) -> None:
+        for ino, n in pairs:
+            self.inodes.forget(ino, n)
+
+    async def readdir(self, ino: int) -> list[Node]:
+        folder = self.node(ino)
+        children = await self._listing(folder)
+        return [self.inodes[i] for _, i in sorted(children.items())]
+
+    # -- folders ---------------------------------------------------------------
+    async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
+        parent = self.node(parent_ino)
+        check_name(name)
+        if name in await self._listing(parent):
+            raise ExistsError(f"exists: {self._remote_path(parent, name)}")
+        assert parent.file_id is not None
+        res = await self.client.create_folder(parent.file_id, name, check_name_mode="refuse")
+        if res.exist:
+            raise ExistsError(f"exists on the drive: {self._remote_path(parent, name)}")
+        now = time.time_ns()
+        node = self.inodes.add(
+            parent, name, True, file_id=res.file_id, mode=mode, uid=uid, gid=gid,
+            mtime_ns=now, ctime_ns=now, atime_ns=now,
+        )  # fmt: skip
+        node.children, node.listed_at = {}, self.clock()
+        node.lookups += 1
+        return node
+
+    async def rmdir(self, parent_ino: int, name: str) -> None:
+        parent = self.node(parent_ino)
+        node = await self._child(parent, name)
+        if not node.is_dir:
+            raise NotDirError(f"not a folder: {self._remote_path(parent, name)}")
+        if await self._listing(node, force=True):
+            raise NotEmptyError(f"folder not empty: {self._remote_path(parent, name)}")
+        assert node.file_id is not None
+        await self.client.trash(node.file_id)
+        self.inodes.detach(node)
+
+    async def _child(self, parent: Node, name: str) -> Node:
+        check_name(name)
+        ino = (await self._listing(parent)).get(name)
+        if ino is None:
+            raise NotFoundError(f"no such entry: {self._remote_path(parent, name)}")
+        return self.inodes[ino]
+
+    # -- files: open / create --------------------------------------------------
+    def _handle(self, node: Node, fd: int, write: bool, append: bool) -> Handle:
+        h = Handle(self._next_fh, node, fd, write, append)
+        self._next_fh += 1
+        self.handles[h.fh] = h
+        node.open_handles += 1
+        return h
+
+    async def create(
+        self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int
+    ) -> tuple[Handle, Node]:
+        parent = self.node(parent_ino)
+        check_name(name)
+        existing = self.inodes.child(parent, name)
+        if existing is None and name in await self._listing(parent):
+            existing = self.inodes.child(parent, name)
+        if existing is not None:
+            if flags & os.O_EXCL:
+                raise ExistsError(f"exists: {self._remote_path(parent, name)}")
+            if existing.is_dir:
+                raise IsDirError(f"is a folder: {self._remote_path(parent, name)}")
+            existing.lookups += 1
+            h = await self.open(existing.ino, flags | os.O_TRUNC | os.O_WRONLY)
+            return h, existing
+        now = time.time_ns()
+        node = self.inodes.add(
+            parent, name, False, mode=mode, uid=uid, gid=gid,
+            mtime_ns=now, ctime_ns=now, atime_ns=now,
+        )  # fmt: skip
+        node.lookups += 1
+        fd = self._new_version(node, truncate=True, src=None)
+        return self._handle(node, fd, True, bool(flags & os.O_APPEND)), node
+
+    def _new_version(self, node: Node, *, truncate: bool, src: str | None) -> int:
+        """Start a new local version of ``node``; durable record before any byte. No await."""
+        parent = self.inodes[node.parent]
+        assert parent.file_id is not None
+        path = self.cache.new_file(copy_from=None if truncate else src)
+        self.versions.add(
+            cache_path=path,
+            parent_file_id=parent.file_id,
+            name=node.name,
+            remote_path=self.inodes.path(node),
+            replaces_file_id=node.file_id,
+        )
+        node.cache_path, node.dirty = path, True
+        if truncate:
+            node.size = 0
+        fd = self.cache.open(path)
+        node.writers += 1
+        return fd
+
+    async def open(self, ino: int, flags: int) -> Handle:
+        node = self.node(ino)
+        if node.is_dir:
+            raise IsDirError(f"is a folder: {self.inodes.path(node)}")
+        write = (flags & os.O_ACCMODE) != os.O_RDONLY
+        trunc = bool(flags & os.O_TRUNC)
+        if not write:
+            fd = self.cache.open(node.cache_path) if node.cache_path else -1
+            return self._handle(node, fd, False, False)
+        if node.writers:
+            # another writer has this version open already: share it
+            assert node.cache_path is not None
+            fd = self.cache.open(node.cache_path)
+            node.writers += 1
+            if trunc:
+                self.cache.truncate(fd, 0)
+                node.size = 0
+            return self._handle(node, fd, True, bool(flags & os.O_APPEND))
+        src = node.cache_path
+        if not trunc and src is None and node.file_id is not None and node.size:
+            src = await self._download_whole(node)
+        fd = self._new_version(node, truncate=trunc, src=src)
+        return self._handle(node, fd, True, bool(flags & os.O_APPEND))
+
+    async def _download_whole(self, node: Node) -> str:
+        """Fetch a drive-only file into a clean cache file (before modifying it in place)."""
+        assert node.file_id is not None
+        path = self.cache.new_file(copy_from=None)
+        fd = self.cache.open(path)
+        try:
+            off, chunk = 0, 8 << 20
+            while off < node.size:
+                data = await self.reader.read(node.file_id, node.size, off, chunk)
+                if not data:
+                    break
+                await trio.to_thread.run_sync(os.pwrite, fd, data, off)
+                off += len(data)
+        finally:
+            os.close(fd)
+        node.cache_path = path
+        return path
+
+    # -- data ------------------------------------------------------------------
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        h = self.handles[fh]
+        node = h.node
+        if h.fd < 0 and node.cache_path:
+            h.fd = self.cache.open(node.cache_path)
+        if h.fd >= 0:
+            return os.pread(h.fd, size, off)
+        if off >= node.size or node.file_id is None:
+            return b""
+        return await self.reader.read(node.file_id, node.size, off, size)
+
+    async def write(self, fh: int, off: int, data: bytes) -> int:
+        h = self.handles[fh]
+        if not h.write:
+            raise UnsupportedError("handle not open for writing")
+        node = h.node
+        if h.append:
+            off = node.size
+        n = self.cache.pwrite(h.fd, data, off)
+        node.size = max(node.size, off + n)
+        node.mtime_ns = node.ctime_ns = time.time_ns()
+        return n
+
+    async def fsync(self, fh: int) -> None:
+        h = self.handles[fh]
+        if h.write and h.fd >= 0:
+            await trio.to_thread.run_sync(os.fsync, h.fd)
+
+    async def release(self, fh: int) -> None:
+        h = self.handles.pop(fh)
+        node = h.node
+        try:
+            if h.write:
+                node.writers -= 1
+                if node.writers == 0:
+                    await self._publish(node, h.fd)
+        finally:
+            if h.fd >= 0:
+                os.close(h.fd)
+            self.inodes.release_handle(node)
+
+    async def _publish(self, node: Node, fd: int) -> None:
+        """Last writer closed: make the version durable, then queue it for upload."""
+        await trio.to_thread.run_sync(os.fsync, fd)
+        path = node.cache_path
+        assert path is not None
+        v = self.versions.get(path)
+        if v is None:
+            return
+        if not node.linked:
+            self.versions.remove(path)
+            self.cache.remove(path)
+            return
+        parent = self.inodes[node.parent]
+        assert parent.file_id is not None
+        previous = node.job_id
+        job = self.journal.add(
+            source=path,
+            parent_file_id=parent.file_id,
+            name=node.name,
+            remote_path=self.inodes.path(node),
+            replaces_file_id=v.replaces_file_id,
+        )
+        self.versions.remove(path)
+        if previous is not None:
+            self.journal.supersede(previous)
+        node.job_id = job.id
+        self.uploader.wake()
+
+    async def setattr(
+        self,
+        ino: int,
+        *,
+        size: int | None = None,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        atime_ns: int | None = None,
+        mtime_ns: int | None = None,
+        fh: int | None = None,
+    ) -> Node:
+        node = self.node(ino)
+        if size is not None:
+            if node.is_dir:
+                raise IsDirError("cannot truncate a folder")
+            if fh is not None and fh in self.handles and self.handles[fh].write:
+                self.cache.truncate(self.handles[fh].fd, size)
+            else:
+                h = await self.open(ino, os.O_WRONLY | (os.O_TRUNC if size == 0 else 0))
+                try:
+                    self.cache.truncate(h.fd, size)
+                finally:
+                    node.size = size
+                    await self.release(h.fh)
+            node.size = size
+            node.mtime_ns = node.ctime_ns = time.time_ns()
+        if mode is not None:
+            node.mode = mode
+        if uid is not None:
+            node.uid = uid
+        if gid is not None:
+            node.gid = gid
+        if atime_ns is not None:
+            node.atime_ns = atime_ns
+        if mtime_ns is not None:
+            node.mtime_ns = mtime_ns
+        return node
+
+    # -- unlink / rename ---------------------------------------------------------
+    async def unlink(self, parent_ino: int, name: str) -> None:
+        parent = self.node(parent_ino)
+        node = await self._child(parent, name)
+        if node.is_dir:
+            raise IsDirError(f"is a folder: {self._remote_path(parent, name)}")
+        await self._drop_file(node)
+        self.inodes.detach(node)
+
+    async def _drop_file(self, node: Node) -> None:
+        if node.job_id is not None:
+            job = self.journal.get(node.job_id)
+            if job is not None and job.state in ACTIVE:
+                self.journal.supersede(node.job_id)
+            if job is not None and job.file_id and job.state == "done":
+                await self.client.trash(job.file_id)
+        if node.file_id is not None:
+            with contextlib.suppress(RemoteNotFoundError):
+                await self.client.trash(node.file_id)
+
+    async def rename(self, p_old: int, old: str, p_new: int, new: str, flags: int) -> None:
+        src_parent, dst_parent = self.node(p_old), self.node(p_new)
+        check_name(new)
+        node = await self._child(src_parent, old)
+        target = self.inodes.child(dst_parent, new)
+        if target is None and new in await self._listing(dst_parent):
+            target = self.inodes.child(dst_parent, new)
+        if target is node:
+            return
+        if target is not None:
+            if flags & 1:  # RENAME_NOREPLACE
+                raise ExistsError(f"exists: {self._remote_path(dst_parent, new)}")
+            if target.is_dir != node.is_dir:
+                raise (IsDirError if target.is_dir else NotDirError)(f"cannot replace {new}")
+            if target.is_dir and await self._listing(target, force=True):
+                raise NotEmptyError(f"folder not empty: {self._remote_path(dst_parent, new)}")
+        assert dst_parent.file_id is not None
+        replaces: str | None = None
+        if target is not None:
+            if target.is_dir:
+                await self.client.trash(target.file_id or "")
+            elif node.file_id is None:
+                # a new file over an old one (rsync's temp file): the old stays on the drive
+                # until the new version has landed, then the uploader trashes it
+                replaces = target.file_id
+                if target.job_id is not None:
+                    self.journal.supersede(target.job_id)
+            else:
+                await self._drop_file(target)
+            self.inodes.detach(target)
+        if node.file_id is not None:
+            if dst_parent is not src_parent:
+                await self.client.move(node.file_id, dst_parent.file_id, new_name=new)
+            else:
+                await self.client.rename(node.file_id, new)
+        if node.dirty:
+            self._retarget_local(node, dst_parent, new, replaces)
+        self.inodes.move(node, dst_parent, new)
+
+    def _retarget_local(self, node: Node, parent: Node, name: str, replaces: str | None) -> None:
+        """A version not yet on the drive follows the rename. No await."""
+        assert parent.file_id is not None
+        remote = self._remote_path(parent, name)
+        if node.cache_path and self.versions.get(node.cache_path) is not None:
+            self.versions.retarget(node.cache_path, parent.file_id, name, remote, replaces)
+        if node.job_id is not None:
+            self.journal.retarget(
+                node.job_id, parent_file_id=parent.file_id, name=name, remote_path=remote
+            )
+            if replaces is not None:
+                self.journal.set_replaces(node.job_id, replaces)
+
+    # -- misc ------------------------------------------------------------------
+    async def statfs(self) -> tuple[int, int]:
+        now = self.clock()
+        if self._space is None or now - self._space[0] > 5:
+            info = await self.client.space_info()
+            self._space = (now, info.total_size, info.used_size)
+        return self._space[1], self._space[2]
+
+    def root(self) -> Node:
+        return self.inodes[ROOT_INO]
