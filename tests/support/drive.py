@@ -112,3 +112,67 @@ class DriveServer:
     def write_client_config(self, path: Path, cache_dir: Path, **sections: dict[str, Any]) -> Path:
         path.write_text(yaml.safe_dump(self.client_config(cache_dir, **sections)))
         return path
+
+
+class DriveReader:
+    """Reads the drive through the Open API, as any other client would (for assertions)."""
+
+    def __init__(self, server: DriveServer) -> None:
+        acct = server.account
+        self.base = server.url
+        r = httpx.post(
+            f"{self.base}/oauth/access_token",
+            json={
+                "client_id": acct["client_id"],
+                "client_secret": acct["client_secret"],
+                "grant_type": "refresh_token",
+                "refresh_token": server.mint_refresh_token(),
+            },
+            timeout=30,
+        )
+        r.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        info = self._api("user/getDriveInfo", {})
+        self.drive_id = info["default_drive_id"]
+
+    def _api(self, op: str, body: dict[str, Any]) -> Any:
+        r = httpx.post(f"{self.base}/adrive/v1.0/{op}", json=body, headers=self.headers, timeout=60)
+        r.raise_for_status()
+        return r.json()
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        r = httpx.post(
+            f"{self.base}/adrive/v1.0/openFile/get_by_path",
+            json={"drive_id": self.drive_id, "file_path": path},
+            headers=self.headers,
+            timeout=60,
+        )
+        if r.status_code == 404:
+            return None
+        r.raise_for_status()
+        data: dict[str, Any] = r.json()
+        return data
+
+    def list(self, path: str = "/") -> list[dict[str, Any]]:
+        folder = "root" if path == "/" else (self.get(path) or {}).get("file_id")
+        items: list[dict[str, Any]] = []
+        marker = ""
+        while True:
+            page = self._api(
+                "openFile/list",
+                {"drive_id": self.drive_id, "parent_file_id": folder, "marker": marker},
+            )
+            items += page["items"]
+            marker = page.get("next_marker") or ""
+            if not marker:
+                return items
+
+    def read(self, path: str) -> bytes:
+        meta = self.get(path)
+        assert meta is not None, f"{path} is not on the drive"
+        url = self._api(
+            "openFile/getDownloadUrl", {"drive_id": self.drive_id, "file_id": meta["file_id"]}
+        )["url"]
+        r = httpx.get(url, timeout=300)
+        r.raise_for_status()
+        return r.content
