@@ -95,7 +95,8 @@ def render(rows: list[Row], alive: bool) -> str:
     for r in rows:
         j = r.job
         pct = 100 * j.sent_bytes / j.size if j.size else 100.0
-        line = f"{j.state:<12} {j.remote_path}  {_human(j.sent_bytes)} / {_human(j.size)} ({pct:.0f}%)"
+        done = f"{_human(j.sent_bytes)} / {_human(j.size)} ({pct:.0f}%)"
+        line = f"{j.state:<12} {j.remote_path}  {done}"
         if r.rate:
             line += f"  {_human(r.rate)}/s"
         if r.eta is not None:
