@@ -1,0 +1,149 @@
+"""SIGKILL the mount daemon at the worst moments; nothing written is lost or published half."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fuse.conftest import Mounted
+from tests.support.drive import DriveReader
+from tests.support.procs import PANFS, wait_for
+
+pytestmark = [pytest.mark.fuse, pytest.mark.crash]
+
+PART = 16 << 20
+
+
+def _big(path: Path, size: int) -> str:
+    h = hashlib.sha1()
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(size >> 20):
+            chunk = bytes([i & 0xFF]) + block[1:]
+            f.write(chunk)
+            h.update(chunk)
+    return h.hexdigest().upper()
+
+
+def _status(m: Mounted) -> dict[str, object]:
+    r = subprocess.run(
+        [*PANFS, "status", "--json", "--config", str(m.config)], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    data: dict[str, object] = json.loads(r.stdout)
+    return data
+
+
+@pytest.mark.slow
+def test_kill_mid_upload_resumes_at_the_server_part(mounted: Mounted, tmp_path: Path) -> None:
+    size = 1 << 30
+    src = tmp_path / "g.bin"
+    sha1 = _big(src, size)
+    mounted.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 150}])
+    subprocess.run(["cp", str(src), str(mounted.path / "g.bin")], check=True)
+    wait_for(lambda: mounted.drive.stats()["parts_stored"] >= 3, "some parts stored", limit=300)
+    mounted.kill()
+    mounted.drive.set_faults([])
+    mounted.remount()
+    mounted.wait_idle()
+    meta = DriveReader(mounted.drive).get("/g.bin")
+    assert meta is not None
+    assert meta["size"] == size
+    assert meta["content_hash"].upper() == sha1
+    received = mounted.drive.stats()["part_bytes_received"]
+    assert received <= size + PART, f"re-sent {received - size} bytes"
+
+
+def test_kill_while_cp_still_writing_leaves_it_interrupted(mounted: Mounted) -> None:
+    target = mounted.path / "half.bin"
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         f"f = open({str(target)!r}, 'wb')\n"
+         "f.write(b'x' * (4 << 20)); f.flush()\n"
+         "print('written', flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline().strip() == "written"
+        mounted.kill()
+    finally:
+        writer.kill()
+        writer.wait()
+    mounted.remount()
+    time.sleep(0.5)  # give a wrongly resumed upload the chance to show itself
+    assert DriveReader(mounted.drive).get("/half.bin") is None
+    files = _status(mounted)["files"]
+    assert isinstance(files, list)
+    interrupted = [f for f in files if f["state"] == "interrupted"]
+    assert [f["path"] for f in interrupted] == ["/half.bin"]
+    assert interrupted[0]["size"] == 4 << 20
+
+
+def test_kill_while_overwriting_keeps_old_version_whole(mounted: Mounted, tmp_path: Path) -> None:
+    old = os.urandom(3 << 20)
+    (mounted.path / "doc.bin").write_bytes(old)
+    mounted.wait_idle()
+    new_src = tmp_path / "new.bin"
+    _big(new_src, 64 << 20)
+    mounted.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 300}])
+    subprocess.run(["cp", str(new_src), str(mounted.path / "doc.bin")], check=True)
+    wait_for(lambda: mounted.drive.stats()["parts_stored"] >= 2, "some parts stored", limit=120)
+    mounted.kill()
+    started = time.monotonic()
+    mounted.remount()
+    assert time.monotonic() - started < 30  # "up within seconds"; generous on a busy machine
+    reader = DriveReader(mounted.drive)
+    assert reader.read("/doc.bin") == old  # the old version, whole, until the new one lands
+    mounted.drive.set_faults([])
+    mounted.wait_idle()
+    assert reader.read("/doc.bin") == new_src.read_bytes()
+    assert [i["name"] for i in reader.list("/")].count("doc.bin") == 1
+
+
+@pytest.fixture
+def small_cache_mount(tmp_path: Path, drive):  # type: ignore[no-untyped-def]
+    base = tmp_path / "m"
+    cache = base / "cache"
+    cache.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(cache)], check=True)
+    m = None
+    try:
+        m = Mounted(base, drive)
+        yield m
+    finally:
+        if m is not None:
+            m.close()
+        subprocess.run(["umount", "-l", str(cache)], check=False)
+
+
+def test_cache_disk_full_gives_enospc_and_keeps_closed_files(small_cache_mount: Mounted) -> None:
+    m = small_cache_mount
+    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 500}])
+    (m.path / "small.txt").write_bytes(b"s" * 100_000)
+    got = None
+    try:
+        with open(m.path / "huge.bin", "wb") as f:
+            for _ in range(100):
+                f.write(b"h" * (1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        got = e.errno
+    assert got == errno.ENOSPC
+    m.drive.set_faults([])
+    (m.path / "huge.bin").unlink(missing_ok=True)
+    m.wait_idle()
+    reader = DriveReader(m.drive)
+    assert reader.read("/small.txt") == b"s" * 100_000
+    assert reader.get("/huge.bin") is None
