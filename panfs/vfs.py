@@ -22,6 +22,7 @@ import trio
 
 from panfs.cache import Cache
 from panfs.errors import (
+    CacheFullError,
     ExistsError,
     IsDirError,
     NameTooLongError,
@@ -364,7 +365,12 @@ class Core:
         node = h.node
         if h.append:
             off = node.size
-        n = self.cache.pwrite(h.fd, data, off)
+        try:
+            n = self.cache.pwrite(h.fd, data, off)
+        except CacheFullError:
+            # this version is incomplete: it must never be uploaded as if it were whole
+            node.extra["write_error"] = "cache disk full"
+            raise
         node.size = max(node.size, off + n)
         node.mtime_ns = node.ctime_ns = time.time_ns()
         return n
@@ -402,14 +408,19 @@ class Core:
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
         previous = node.job_id
+        broken = node.extra.pop("write_error", None)
         job = self.journal.add(
             source=path,
             parent_file_id=parent.file_id,
             name=node.name,
             remote_path=self.inodes.path(node),
             replaces_file_id=v.replaces_file_id,
+            state="interrupted" if broken else "pending",
         )
         self.versions.remove(path)
+        if broken:
+            log.info("not uploading %s: a write failed (%s)", job.remote_path, broken)
+            return
         if previous is not None:
             self.journal.supersede(previous)
         node.job_id = job.id
