@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,7 @@ from tests.support.procs import wait_for
 pytestmark = pytest.mark.fuse
 
 
-def test_fstab_line_mounts_with_mount_T(tmp_path: Path, drive: DriveServer) -> None:  # noqa: N802
+def test_fstab_line_mounts_with_mount_T(tmp_path: Path, drive: DriveServer) -> None:
     if os.geteuid() != 0:
         pytest.skip("mount -T needs root")
     mnt = tmp_path / "pan"
@@ -38,4 +41,7 @@ def test_fstab_line_mounts_with_mount_T(tmp_path: Path, drive: DriveServer) -> N
         assert DriveReader(drive).read("/via-fstab.txt") == b"fstab works"
     finally:
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
-        subprocess.run(["pkill", "-f", f"panfs .*{mnt}"], capture_output=True)
+        for rec in (tmp_path / "state" / "panfs" / "mounts").glob("*.json"):
+            pid = json.loads(rec.read_text())["pid"]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
