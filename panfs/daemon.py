@@ -91,7 +91,10 @@ async def run_mount(
             stack.callback(drive.stop)
             settings = remote_settings.from_account_file(drive.account_file)
             settings = dataclasses.replace(
-                settings, endpoint=drive.url, token_url=drive.url + "/oauth/access_token"
+                settings,
+                endpoint=drive.url,
+                token_url=drive.url + "/oauth/access_token",
+                refresh_token=drive.mint_refresh_token(),
             )
         else:
             settings = remote_settings.from_config(cfg)

@@ -16,6 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+import yaml
+
 from panfs.errors import LocalError
 
 _PR_SET_PDEATHSIG = 1
@@ -38,6 +41,18 @@ class EmbeddedDrive:
     @property
     def account_file(self) -> Path:
         return self.root / "account.yaml"
+
+    def mint_refresh_token(self) -> str:
+        """A fresh refresh token for this start (single-use: the account's may be spent)."""
+        acct = yaml.safe_load(self.account_file.read_text())
+        r = httpx.post(
+            f"{self.url}/admin/tokens",
+            headers={"Authorization": f"Bearer {acct['admin_token']}"},
+            timeout=httpx.Timeout(30.0),
+        )
+        r.raise_for_status()
+        token: str = r.json()["refresh_token"]
+        return token
 
     def stop(self) -> None:
         if self.proc.poll() is None:
