@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import logging
 import os
 import signal
@@ -30,36 +28,13 @@ from panfs.fs import Operations
 from panfs.journal import Journal
 from panfs.metadata import open_db
 from panfs.pending import OpenVersions
+from panfs.registry import record_mount
 from panfs.remote import settings as remote_settings
 from panfs.remote.client import open_client
 from panfs.uploader import UploadSettings, open_uploader
 from panfs.vfs import Core
 
 log = logging.getLogger(__name__)
-
-
-def _registry(mountpoint: Path) -> Path:
-    key = hashlib.sha1(str(mountpoint.resolve()).encode()).hexdigest()[:16]
-    return xdg_dir("state") / "mounts" / f"{key}.json"
-
-
-def record_mount(mountpoint: Path, cache_dir: Path) -> Path:
-    path = _registry(mountpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"mountpoint": str(mountpoint), "cache_dir": str(cache_dir),
-                               "pid": os.getpid()}))  # fmt: skip
-    os.replace(tmp, path)
-    return path
-
-
-def find_mount(mountpoint: Path) -> dict[str, str] | None:
-    """The cache dir (and PID) of the daemon that last mounted ``mountpoint``."""
-    try:
-        data = json.loads(_registry(mountpoint).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def fuse_options(cfg: Config, extra: list[str]) -> set[str]:

@@ -122,9 +122,14 @@ class Operations(pyfuse3.Operations):  # type: ignore[misc]
 
     @_errors
     async def rename(
-        self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
-        flags: int, ctx: Any,
-    ) -> None:  # fmt: skip
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: Any,
+    ) -> None:
         if flags & pyfuse3.RENAME_EXCHANGE:
             raise pyfuse3.FUSEError(errno.EINVAL)
         noreplace = 1 if flags & pyfuse3.RENAME_NOREPLACE else 0

@@ -74,9 +74,13 @@ class OpenVersions:
         return [OpenVersion(*r) for r in rows]
 
     def retarget(
-        self, cache_path: str, parent_file_id: str, name: str, remote_path: str,
+        self,
+        cache_path: str,
+        parent_file_id: str,
+        name: str,
+        remote_path: str,
         replaces_file_id: str | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         with self.conn:
             self.conn.execute(
                 "UPDATE open_versions SET parent_file_id = ?, name = ?, remote_path = ?,"

@@ -227,9 +227,17 @@ class Core:
             raise ExistsError(f"exists on the drive: {self._remote_path(parent, name)}")
         now = time.time_ns()
         node = self.inodes.add(
-            parent, name, True, file_id=res.file_id, mode=mode, uid=uid, gid=gid,
-            mtime_ns=now, ctime_ns=now, atime_ns=now,
-        )  # fmt: skip
+            parent,
+            name,
+            True,
+            file_id=res.file_id,
+            mode=mode,
+            uid=uid,
+            gid=gid,
+            mtime_ns=now,
+            ctime_ns=now,
+            atime_ns=now,
+        )
         node.children, node.listed_at = {}, self.clock()
         node.lookups += 1
         return node
@@ -278,9 +286,16 @@ class Core:
             return h, existing
         now = time.time_ns()
         node = self.inodes.add(
-            parent, name, False, mode=mode, uid=uid, gid=gid,
-            mtime_ns=now, ctime_ns=now, atime_ns=now,
-        )  # fmt: skip
+            parent,
+            name,
+            False,
+            mode=mode,
+            uid=uid,
+            gid=gid,
+            mtime_ns=now,
+            ctime_ns=now,
+            atime_ns=now,
+        )
         node.lookups += 1
         fd = self._new_version(node, truncate=True, src=None)
         return self._handle(node, fd, True, bool(flags & os.O_APPEND)), node

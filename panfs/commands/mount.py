@@ -18,15 +18,34 @@ from pathlib import Path
 
 import trio
 
-from panfs import config, daemon
+from panfs import config
 from panfs.errors import LocalError, PanfsError, UsageError
 
 HELP = "mount the drive at MOUNTPOINT (daemonizes once the mount is live)"
 
 # mount(8)/fstab options that mean nothing to us and are dropped silently
-_IGNORED = {"rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "auto", "noauto",
-            "user", "users", "nouser", "defaults", "async", "sync", "atime", "noatime",
-            "relatime", "_netdev", "nofail"}  # fmt: skip
+_IGNORED = {
+    "rw",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "defaults",
+    "async",
+    "sync",
+    "atime",
+    "noatime",
+    "relatime",
+    "_netdev",
+    "nofail",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +108,8 @@ def _setup_logging(log_path: Path, foreground: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from panfs import daemon  # heavy (pyfuse3, the whole stack): only when mounting
+
     flags, values = _options(args.options)
     cfg_path = args.config or values.get("config") or args.source
     cfg = config.load(cfg_path)
@@ -111,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _daemonize(cfg: config.Config, mp: Path, options: set[str], log_path: Path) -> int:
+    from panfs import daemon
+
     r, w = os.pipe()
     pid = os.fork()
     if pid:
@@ -120,8 +143,9 @@ def _daemonize(cfg: config.Config, mp: Path, options: set[str], log_path: Path) 
         if msg == "ok":
             return 0
         os.waitpid(pid, 0)
-        print(f"panfs mount: error: {msg or 'the daemon died; see ' + str(log_path)}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"panfs mount: error: {msg or 'the daemon died; see ' + str(log_path)}", file=sys.stderr
+        )
         return 1
     os.close(r)
     os.setsid()

@@ -14,11 +14,12 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from panfs import config, daemon, lock
-from panfs.journal import Job, Journal
-from panfs.metadata import open_db
+from panfs import config, lock, registry
+
+if TYPE_CHECKING:
+    from panfs.journal import Job, Journal
 
 HELP = "show pending, uploading, interrupted and failed files"
 
@@ -42,10 +43,17 @@ class Row:
     def as_dict(self) -> dict[str, Any]:
         j = self.job
         return {
-            "id": j.id, "path": j.remote_path, "state": j.state, "size": j.size,
-            "sent": j.sent_bytes, "rate": round(self.rate), "eta": self.eta,
-            "error": j.error, "next_retry_at": j.next_retry_at, "source": j.source,
-        }  # fmt: skip
+            "id": j.id,
+            "path": j.remote_path,
+            "state": j.state,
+            "size": j.size,
+            "sent": j.sent_bytes,
+            "rate": round(self.rate),
+            "eta": self.eta,
+            "error": j.error,
+            "next_retry_at": j.next_retry_at,
+            "source": j.source,
+        }
 
 
 def _rate(journal: Journal, job: Job, now: float) -> float:
@@ -61,6 +69,9 @@ def collect(cache_dir: Path) -> tuple[list[Row], bool]:
     db_path = cache_dir / "journal.db"
     if not db_path.exists():
         return [], False
+    from panfs.journal import Journal
+    from panfs.metadata import open_db
+
     db = open_db(db_path)
     try:
         journal = Journal(db)
@@ -120,7 +131,7 @@ def render(rows: list[Row], alive: bool) -> str:
 
 def _cache_dir(args: argparse.Namespace) -> Path:
     if args.mountpoint is not None:
-        info = daemon.find_mount(args.mountpoint.expanduser().absolute())
+        info = registry.find_mount(args.mountpoint.expanduser().absolute())
         if info is not None:
             return Path(info["cache_dir"])
     return config.load(args.config).cache_dir
@@ -135,8 +146,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows, alive = collect(cache_dir)
     if args.json:
-        print(json.dumps({"daemon": alive, "cache_dir": str(cache_dir),
-                          "files": [r.as_dict() for r in rows]}, indent=1))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "daemon": alive,
+                    "cache_dir": str(cache_dir),
+                    "files": [r.as_dict() for r in rows],
+                },
+                indent=1,
+            )
+        )
     else:
         print(render(rows, alive))
     return 0

@@ -14,10 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from panfs import daemon
 from panfs.errors import LocalError, UsageError
-from panfs.journal import Journal
-from panfs.metadata import open_db
 
 HELP = "unmount; with --wait, first wait until every upload is done"
 
@@ -29,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def wait_uploads(cache_dir: Path, poll: float = 0.2) -> None:
     """Block until the journal in ``cache_dir`` has nothing pending or uploading."""
+    from panfs.journal import Journal
+    from panfs.metadata import open_db
+
     db = open_db(cache_dir / "journal.db")
     try:
         journal = Journal(db)
@@ -59,10 +59,12 @@ def _wait_gone(pid: int, limit: float = 30.0) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from panfs import registry
+
     mp = args.mountpoint.expanduser().absolute()
     if not os.path.ismount(mp):
         raise UsageError(f"{mp} is not mounted")
-    info = daemon.find_mount(mp)
+    info = registry.find_mount(mp)
     if args.wait:
         if info is None:
             raise LocalError(f"no panfs daemon is recorded for {mp}; is it a panfs mount?")
