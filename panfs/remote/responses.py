@@ -1,0 +1,104 @@
+"""The one response parser: status first, then JSON, then XML, then raw text.
+
+Owns: turning any HTTP answer of the API, upload or download host into a value or
+a classified ``RemoteError`` carrying status, code and the start of the body; it
+never assumes JSON (a plain ``Payload Too Large`` or an HTML 504 page is an error
+with a reason, not a crash). Must not: retry or sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from panfs.errors import (
+    PartError,
+    PermanentError,
+    QuotaError,
+    RateLimitedError,
+    RemoteError,
+    RemoteExistsError,
+    RemoteNotFoundError,
+    TooLargeError,
+    TransientError,
+)
+
+_XML_FIELD = re.compile(r"<(\w+)>([^<]*)</\1>")
+
+
+class PreHashMatchedError(PermanentError):
+    """409 PreHashMatched: the drive may have this content; retry with hash + proof."""
+
+
+class AccessTokenError(PermanentError):
+    """401 AccessTokenExpired / AccessTokenInvalid: refresh and retry once."""
+
+
+class UrlExpiredError(PermanentError):
+    """A download URL expired (403 AccessDenied "Request has expired.")."""
+
+
+def xml_fields(text: str) -> dict[str, str]:
+    return {m.group(1): m.group(2) for m in _XML_FIELD.finditer(text)}
+
+
+def classify(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
+    text = body.decode("utf-8", errors="replace")
+    start = text[:200].replace("\n", " ")
+    code, message = "", start.strip()
+    data: Any = None
+    try:
+        data = json.loads(text) if text.strip().startswith("{") else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        code = str(data.get("code") or data.get("error") or "")
+        message = str(data.get("message") or data.get("error") or message)
+    elif text.lstrip().startswith("<?xml") or "<Error>" in text:
+        f = xml_fields(text)
+        code, message = f.get("Code", ""), f.get("Message", message)
+    kw: dict[str, Any] = {"status": status, "code": code, "body_start": start}
+    if status == 429:
+        try:
+            wait = float(headers.get("x-retry-after", "1000")) / 1000
+        except ValueError:
+            wait = 1.0
+        return RateLimitedError(message or "Too Many Requests", retry_after=wait, **kw)
+    if status >= 500 or status in (408,):
+        return TransientError(message or f"HTTP {status}", **kw)
+    if status == 413:
+        return TooLargeError(
+            "the drive refuses files this large (Payload Too Large); "
+            "a bigger plan or a smaller file is needed",
+            **kw,
+        )
+    if code in ("AccessTokenExpired", "AccessTokenInvalid"):
+        return AccessTokenError(message, **kw)
+    if code == "PreHashMatched":
+        return PreHashMatchedError(message, **kw)
+    if code.startswith("QuotaExhausted"):
+        return QuotaError("the drive is full (QuotaExhausted); free space on the drive", **kw)
+    if code.startswith("NotFound") or (status == 404 and not code):
+        return RemoteNotFoundError(message, **kw)
+    if code.startswith("AlreadyExist"):
+        return RemoteExistsError(message, **kw)
+    return PermanentError(message or f"HTTP {status}", **kw)
+
+
+def classify_oss(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
+    """Upload/download host answers: XML errors become ``PartError`` with their fields."""
+    text = body.decode("utf-8", errors="replace")
+    f = xml_fields(text) if "<Error>" in text else {}
+    if not f.get("Code"):
+        return classify(status, body, headers)
+    number = f.get("PartNumber")
+    etag = f.get("ETag", "").strip('"').upper() or None
+    return PartError(
+        f.get("Message", ""),
+        status=status,
+        code=f["Code"],
+        body_start=text[:200].replace("\n", " "),
+        part_number=int(number) if number and number.isdigit() else None,
+        etag=etag,
+    )
