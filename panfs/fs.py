@@ -12,7 +12,7 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -29,7 +29,7 @@ R = TypeVar("R")
 ATTR_TIMEOUT = 1.0
 
 
-def _errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _errors(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
@@ -50,7 +50,7 @@ def _name(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
-class Operations(pyfuse3.Operations):  # type: ignore[misc]
+class Operations(pyfuse3.Operations):
     enable_writeback_cache = True
     supports_dot_lookup = False
 

@@ -13,17 +13,6 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS open_versions (
-    cache_path       TEXT PRIMARY KEY,  -- the cache file holding this version's bytes
-    parent_file_id   TEXT NOT NULL,     -- drive folder it belongs in
-    name             TEXT NOT NULL,     -- its name there
-    remote_path      TEXT NOT NULL,     -- for status messages only
-    replaces_file_id TEXT,              -- drive file this version will replace; NULL = new file
-    opened_at        REAL NOT NULL      -- unix seconds
-)
-"""
-
 
 @dataclass(frozen=True)
 class OpenVersion:
@@ -39,9 +28,7 @@ class OpenVersions:
     """Sync; each call commits (the journal's connection, WAL)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        with conn:
-            conn.execute(SCHEMA)
+        self.conn = conn  # schema: panfs.metadata
 
     def add(
         self,

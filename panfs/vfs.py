@@ -33,7 +33,7 @@ from panfs.errors import (
     UnsupportedError,
 )
 from panfs.inodes import ROOT_INO, InodeTable, Node
-from panfs.journal import Journal
+from panfs.journal import ACTIVE, Journal
 from panfs.pending import OpenVersions
 from panfs.reader import RangeReader
 from panfs.remote.client import OpenApiClient
@@ -42,7 +42,6 @@ from panfs.uploader import Uploader
 log = logging.getLogger(__name__)
 
 MAX_NAME = 1024
-ACTIVE = ("pending", "uploading")
 
 
 @dataclass

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from panfs import config, lock, registry
 
 if TYPE_CHECKING:
-    from panfs.journal import Job, Journal
+    from panfs.journal import Job, JobState, Journal
 
 HELP = "show pending, uploading, interrupted and failed files"
 
-SHOWN = ("pending", "uploading", "interrupted", "failed")
+SHOWN: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
 RATE_WINDOW = 30.0
 
 

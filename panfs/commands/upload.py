@@ -1,17 +1,200 @@
-"""``panfs upload``: placeholder until its issue lands."""
+"""``panfs upload SRC... REMOTE_DIR``: upload without mounting; resumable after a kill.
+
+Owns: turning sources into journal jobs (reusing the job of an earlier, killed
+run of the same command so it continues where the server is), creating the
+remote folders, running the uploader until every job is done or failed, and
+showing progress (rich bars, or JSON lines with ``--json``). Must not: hold
+upload logic (``upload_session.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-from panfs.errors import UsageError
+import trio
 
-HELP = "upload (not built yet)"
+from panfs import config
+from panfs.errors import RemoteNotFoundError, UsageError
+
+HELP = "upload files to a drive folder (resumable: run it again after a kill)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("paths", nargs="+", metavar="SRC... REMOTE_DIR")
+    parser.add_argument("--config", type=Path)
+    parser.add_argument("--part-size", help="part size, e.g. 16MiB (overrides upload.part_size)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _sources(paths: list[str]) -> list[tuple[Path, str]]:
+    """(local file, path relative to REMOTE_DIR) for files and folders (recursively)."""
+    out: list[tuple[Path, str]] = []
+    for raw in paths:
+        p = Path(raw).expanduser().absolute()
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file():
+                    out.append((f, f"{p.name}/{f.relative_to(p).as_posix()}"))
+        elif p.is_file():
+            out.append((p, p.name))
+        else:
+            raise UsageError(f"{raw}: no such file or folder")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'panfs upload' is not built yet")
+    if len(args.paths) < 2:
+        raise UsageError(
+            "give at least one SRC and the REMOTE_DIR, e.g. panfs upload big.iso /backup"
+        )
+    cfg = config.load(args.config)
+    if args.part_size:
+        values = dict(cfg.values)
+        try:
+            values["upload.part_size"] = config.SCHEMA["upload.part_size"].parse(args.part_size)
+        except ValueError as e:
+            raise UsageError(f"--part-size: {e}") from None
+        cfg = config.Config(cfg.path, values)
+    if cfg.embedded:
+        raise UsageError(
+            "no account configured: write remote: in the config (see config.example.yaml)"
+        )
+    remote_dir = args.paths[-1]
+    if not remote_dir.startswith("/"):
+        raise UsageError(
+            f"REMOTE_DIR must be an absolute drive path like /backup, got {remote_dir!r}"
+        )
+    sources = _sources(args.paths[:-1])
+    return trio.run(_main, cfg, sources, remote_dir.rstrip("/") or "/", args.json)
+
+
+async def _folder(client: Any, path: str, cache: dict[str, str]) -> str:
+    """The file_id of drive folder ``path``, creating missing folders (mkdir -p)."""
+    if path in ("", "/"):
+        return "root"
+    if path in cache:
+        return cache[path]
+    parent, _, name = path.rpartition("/")
+    pid = await _folder(client, parent, cache)
+    res = await client.create_folder(pid, name, check_name_mode="refuse")
+    cache[path] = res.file_id
+    return str(res.file_id)
+
+
+async def _main(
+    cfg: config.Config, sources: list[tuple[Path, str]], remote_dir: str, as_json: bool
+) -> int:
+    from panfs import lock
+    from panfs.journal import ACTIVE, Journal, identity
+    from panfs.metadata import open_db
+    from panfs.progress import Bars, make_progress
+    from panfs.remote import settings as remote_settings
+    from panfs.remote.client import open_client
+    from panfs.uploader import UploadSettings, open_uploader
+
+    cache_dir = cfg.cache_dir
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with lock.acquire(cache_dir, "(panfs upload)"):
+        db = open_db(cache_dir / "journal.db")
+        journal = Journal(db)
+        async with open_client(remote_settings.from_config(cfg), cache_dir) as client:
+            folders: dict[str, str] = {}
+            job_ids: list[int] = []
+            existing = {(j.source, j.remote_path): j for j in journal.jobs()}
+            for src, rel in sources:
+                remote_path = f"{remote_dir.rstrip('/')}/{rel}"
+                parent_path, _, name = remote_path.rpartition("/")
+                old = existing.get((str(src), remote_path))
+                if old is not None and old.state in ACTIVE:
+                    job_ids.append(old.id)  # a killed run: continue where the server is
+                    continue
+                if old is not None and old.state == "done":
+                    ident = await trio.to_thread.run_sync(identity, str(src))
+                    if ident == old.identity:
+                        job_ids.append(old.id)  # already uploaded, unchanged
+                        continue
+                parent_id = await _folder(client, parent_path, folders)
+                try:
+                    prior = await client.get_by_path(remote_path)
+                    replaces = prior.file_id if not prior.is_dir else None
+                except RemoteNotFoundError:
+                    replaces = None
+                job = journal.add(
+                    source=str(src),
+                    parent_file_id=parent_id,
+                    name=name,
+                    remote_path=remote_path,
+                    replaces_file_id=replaces,
+                )
+                job_ids.append(job.id)
+            settings = UploadSettings.from_config(cfg)
+            async with open_uploader(client, journal, settings) as uploader:
+                await _watch(journal, uploader, job_ids, as_json, make_progress, Bars)
+        failed = [j for j in (journal.get(i) for i in job_ids) if j and j.state != "done"]
+        db.close()
+    for j in failed:
+        print(f"panfs upload: {j.remote_path}: {j.state}: {j.error or ''}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+async def _watch(
+    journal: Any,
+    uploader: Any,
+    job_ids: list[int],
+    as_json: bool,
+    make_progress: Any,
+    bars_cls: Any,
+) -> None:
+    uploader.wake()
+
+    def finished() -> bool:
+        return all(
+            (j := journal.get(i)) is not None and j.state in ("done", "failed") for i in job_ids
+        )
+
+    if as_json or not sys.stderr.isatty():
+        last: dict[int, tuple[str, int]] = {}
+        while True:
+            for i in job_ids:
+                j = journal.get(i)
+                key = (j.state, j.sent_bytes)
+                if last.get(i) != key:
+                    last[i] = key
+                    if as_json:
+                        print(
+                            json.dumps(
+                                {
+                                    "path": j.remote_path,
+                                    "state": j.state,
+                                    "sent": j.sent_bytes,
+                                    "size": j.size,
+                                    "error": j.error,
+                                    "time": time.time(),
+                                }
+                            ),
+                            flush=True,
+                        )
+            if finished():
+                return
+            await trio.sleep(0.2)
+    with make_progress() as progress:
+        bars = bars_cls(progress)
+        while True:
+            jobs = [journal.get(i) for i in job_ids]
+            for j in jobs:
+                live = uploader.live(j.id)
+                sent = live.sent if live else j.sent_bytes
+                note = "" if j.state in ("uploading", "done") else j.state
+                if j.error and j.state != "done":
+                    note = f"retrying: {j.error[:50]}"
+                bars.update(j.id, os.path.basename(j.remote_path), sent, j.size, note)
+            bars.overall(sum(j.sent_bytes for j in jobs), sum(j.size for j in jobs))
+            if finished():
+                return
+            await trio.sleep(0.2)

@@ -1,0 +1,93 @@
+"""Hashes of local file ranges, computed in worker threads (hashlib and xxhash release the GIL).
+
+Owns: MD5 / SHA-1 / xxh3 of a byte range of a file, read in 1 MiB chunks, and
+the streaming part body that hashes what it sends. Must not: talk to the drive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+import xxhash
+
+CHUNK = 1 << 20
+
+
+def _range_hash(path: str, offset: int, length: int, algos: tuple[str, ...]) -> dict[str, Any]:
+    hs: dict[str, Any] = {a: (xxhash.xxh3_64() if a == "xxh3" else hashlib.new(a)) for a in algos}
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        pos, end = offset, offset + length
+        while pos < end:
+            data = os.pread(fd, min(CHUNK * 8, end - pos), pos)
+            if not data:
+                raise OSError(f"{path} is shorter than expected")
+            for h in hs.values():
+                h.update(data)
+            pos += len(data)
+    finally:
+        os.close(fd)
+    return hs
+
+
+async def range_digests(path: str, offset: int, length: int, *algos: str) -> dict[str, str]:
+    hs = await trio.to_thread.run_sync(_range_hash, path, offset, length, algos)
+    return {a: h.hexdigest().upper() for a, h in hs.items()}
+
+
+async def sha1_hasher(path: str, length: int) -> Any:
+    """A SHA-1 object over the first ``length`` bytes (to continue feeding)."""
+    hs = await trio.to_thread.run_sync(_range_hash, path, 0, length, ("sha1",))
+    return hs["sha1"]
+
+
+async def read_at(path: str, offset: int, length: int) -> bytes:
+    def read() -> bytes:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    return await trio.to_thread.run_sync(read)
+
+
+@dataclass
+class PartBody:
+    """An async body for one part PUT: reads ``length`` bytes at ``offset`` in 1 MiB chunks,
+    hashing MD5, xxh3 (and SHA-1 when a running hasher is given) as it goes."""
+
+    path: str
+    offset: int
+    length: int
+    sha1: Any = None  # a hashlib sha1 copy to feed, or None
+    md5: Any = field(default_factory=hashlib.md5)
+    xxh3: Any = field(default_factory=xxhash.xxh3_64)
+    sent: int = 0
+
+    def _read(self, fd: int, pos: int, n: int) -> bytes:
+        data = os.pread(fd, n, pos)
+        self.md5.update(data)
+        self.xxh3.update(data)
+        if self.sha1 is not None:
+            self.sha1.update(data)
+        return data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            pos, end = self.offset, self.offset + self.length
+            while pos < end:
+                data = await trio.to_thread.run_sync(self._read, fd, pos, min(CHUNK, end - pos))
+                if not data:
+                    raise OSError(f"{self.path} shrank while uploading")
+                pos += len(data)
+                self.sent += len(data)
+                yield data
+        finally:
+            os.close(fd)

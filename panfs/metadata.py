@@ -1,0 +1,79 @@
+"""The local SQLite database (WAL): the whole schema in one place.
+
+Owns: opening the state database with WAL and ``synchronous=FULL`` (a committed
+row survives a power cut), and the schema of every table panfs keeps locally:
+the upload journal (``jobs``, ``parts``) and the mount's open versions. Must not:
+hold queries (``journal.py`` and ``pending.py`` do). The connection is used on
+the trio thread only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = [
+    """
+    CREATE TABLE IF NOT EXISTS jobs (
+        id               INTEGER PRIMARY KEY,   -- one version of one file to put on the drive
+        source           TEXT NOT NULL,         -- absolute path of the local bytes
+        size             INTEGER NOT NULL,      -- local identity when enqueued / last planned:
+        mtime_ns         INTEGER NOT NULL,      --   size, mtime, inode and a sampled xxh3
+        inode            INTEGER NOT NULL,
+        fingerprint      TEXT NOT NULL,
+        parent_file_id   TEXT NOT NULL,         -- target folder on the drive
+        name             TEXT NOT NULL,         -- target name there
+        remote_path      TEXT NOT NULL,         -- for people: status lines, logs
+        replaces_file_id TEXT,                  -- trashed once this one landed; NULL none
+        state            TEXT NOT NULL,         -- see journal.py: pending .. interrupted
+        file_id          TEXT,                  -- session: the drive's file, NULL before create
+        upload_id        TEXT,                  -- session: NULL before create / after rapid upload
+        created_parent   TEXT,                  -- where the session's file was created
+        created_name     TEXT,                  --   (a later retarget moves it after complete)
+        part_size        INTEGER,               -- session: nominal part size planned
+        sent_bytes       INTEGER NOT NULL DEFAULT 0,  -- bytes the server acknowledged
+        error            TEXT,                  -- last error, one line; NULL none
+        next_retry_at    REAL,                  -- unix seconds of the next try after an error
+        created_at       REAL NOT NULL,
+        updated_at       REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
+    """
+    CREATE TABLE IF NOT EXISTS parts (
+        job_id       INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        part_number  INTEGER NOT NULL,          -- 1-based, strictly sequential
+        offset       INTEGER NOT NULL,          -- where it starts in the source
+        size         INTEGER NOT NULL,          -- as the server stored it
+        etag         TEXT NOT NULL,             -- server ETag = MD5, upper hex, no quotes
+        xxh3         TEXT NOT NULL,             -- local xxh3-64 of the same bytes
+        acked_at     REAL NOT NULL,             -- when the server acknowledged it
+        PRIMARY KEY (job_id, part_number)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS open_versions (
+        cache_path       TEXT PRIMARY KEY,      -- the cache file holding this version's bytes
+        parent_file_id   TEXT NOT NULL,         -- drive folder it belongs in
+        name             TEXT NOT NULL,         -- its name there
+        remote_path      TEXT NOT NULL,         -- for status messages only
+        replaces_file_id TEXT,                  -- drive file it will replace; NULL = new file
+        opened_at        REAL NOT NULL          -- unix seconds
+    )
+    """,
+]
+
+
+def open_db(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    with conn:
+        for stmt in SCHEMA:
+            conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    return conn

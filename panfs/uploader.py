@@ -1,0 +1,182 @@
+"""The upload scheduler: several files at once, one strictly sequential part stream each.
+
+Owns: picking ``pending``/``uploading`` jobs from the journal (the durable queue),
+running up to ``concurrency`` upload sessions in its nursery, and each job's
+failure policy: transient errors are recorded (``error``, ``next_retry_at``) and
+retried forever with capped, jittered back-off; permanent ones mark the job
+``failed`` with a one-line reason. One job failing never stops the others; only
+"the service is gone" (cancellation) escapes. Must not: know FUSE or HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import trio
+
+from panfs.config import Config
+from panfs.errors import PanfsError, RemoteError
+from panfs.journal import ACTIVE, Journal
+from panfs.remote.client import OpenApiClient
+from panfs.upload_session import SessionSettings, UploadSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    session: SessionSettings
+    concurrency: int = 2
+    max_backoff: float = 60.0
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> UploadSettings:
+        return cls(
+            SessionSettings(
+                part_size=cfg["upload.part_size"],
+                rapid_upload=cfg["upload.rapid_upload"],
+                rapid_threshold=cfg["upload.rapid_threshold"],
+                url_margin=cfg["upload.url_margin"],
+            ),
+            concurrency=cfg["upload.concurrency"],
+            max_backoff=cfg["remote.max_backoff"],
+        )
+
+
+@dataclass
+class LiveProgress:
+    sent: int
+    started: float
+    started_sent: int
+
+    def rate(self) -> float:
+        dt = time.monotonic() - self.started
+        return (self.sent - self.started_sent) / dt if dt > 0.5 else 0.0
+
+
+Runner = Callable[[int], Awaitable[None]]
+
+
+class Uploader:
+    def __init__(self, journal: Journal, run_job: Runner, settings: UploadSettings) -> None:
+        self.journal = journal
+        self.run_job = run_job
+        self.settings = settings
+        self.running: set[int] = set()
+        self.progress: dict[int, LiveProgress] = {}
+        self._wake = trio.Event()
+        self._changed = trio.Event()
+        self._rng = random.Random()
+
+    def wake(self) -> None:
+        """New or changed jobs in the journal: look again. Sync, never blocks."""
+        self._wake.set()
+
+    def _signal(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_idle(self) -> None:
+        """Return once no job is pending or uploading (failed and interrupted ones don't count)."""
+        while self.journal.jobs(ACTIVE):
+            changed = self._changed
+            with trio.move_on_after(0.5):
+                await changed.wait()
+
+    def live(self, job_id: int) -> LiveProgress | None:
+        return self.progress.get(job_id)
+
+    def on_progress(self, job_id: int, sent: int) -> None:
+        p = self.progress.get(job_id)
+        if p is None:
+            self.progress[job_id] = LiveProgress(sent, time.monotonic(), sent)
+        else:
+            p.sent = sent
+
+    async def _dispatch(self, nursery: trio.Nursery) -> None:
+        while True:
+            self._wake = trio.Event()
+            now = time.time()
+            for job in self.journal.jobs(ACTIVE):
+                if len(self.running) >= self.settings.concurrency:
+                    break
+                if job.id in self.running:
+                    continue
+                if job.next_retry_at and job.next_retry_at > now:
+                    continue
+                self.running.add(job.id)
+                nursery.start_soon(self._worker, job.id)
+            with trio.move_on_after(1.0):  # also re-checks jobs whose retry time came
+                await self._wake.wait()
+
+    async def _worker(self, job_id: int) -> None:
+        attempt = 0
+        try:
+            while True:
+                try:
+                    await self.run_job(job_id)
+                    return
+                except RemoteError as e:
+                    if not e.transient:
+                        self._fail(job_id, e.describe())
+                        return
+                    reason = e.describe()
+                except PanfsError as e:
+                    self._fail(job_id, str(e))
+                    return
+                except (OSError, trio.BrokenResourceError) as e:
+                    reason = f"local I/O: {e}"
+                except Exception as e:  # a bug must not take the other uploads down
+                    log.exception("upload of job %d crashed", job_id)
+                    reason = f"internal error: {type(e).__name__}: {e}"
+                delay = self._rng.uniform(0.5, 1.0) * min(
+                    self.settings.max_backoff, 0.5 * math.pow(2, min(attempt, 16))
+                )
+                attempt += 1
+                log.info("job %d: %s; retry in %.1fs", job_id, reason, delay)
+                self.journal.note_error(job_id, reason, time.time() + delay)
+                self._signal()
+                await trio.sleep(delay)
+        finally:
+            self.running.discard(job_id)
+            self.progress.pop(job_id, None)
+            self._signal()
+            self.wake()
+
+    def _fail(self, job_id: int, reason: str) -> None:
+        log.info("job %d failed: %s", job_id, reason)
+        self.journal.set_state(job_id, "failed", reason[:300])
+
+
+@asynccontextmanager
+async def open_scheduler(
+    journal: Journal, run_job: Runner, settings: UploadSettings
+) -> AsyncIterator[Uploader]:
+    """A scheduler over any ``run_job(job_id)`` (tests use it without files or a drive)."""
+    async with trio.open_nursery() as nursery:
+        up = Uploader(journal, run_job, settings)
+        nursery.start_soon(up._dispatch, nursery)
+        try:
+            yield up
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_uploader(
+    client: OpenApiClient, journal: Journal, settings: UploadSettings
+) -> AsyncIterator[Uploader]:
+    progress: list[Callable[[int, int], None]] = []
+
+    async def run_job(job_id: int) -> None:
+        await UploadSession(client, journal, job_id, settings.session, progress[0]).run()
+
+    async with open_scheduler(journal, run_job, settings) as uploader:
+        progress.append(uploader.on_progress)
+        yield uploader
