@@ -87,8 +87,8 @@ async def run_mount(
                 )  # fmt: skip
                 core.recover()
                 uploader.wake()
-                pyfuse3.init(Operations(core), str(mountpoint), options)
                 registry = record_mount(mountpoint, cache_dir)
+                pyfuse3.init(Operations(core), str(mountpoint), options)
                 try:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(_on_signal)

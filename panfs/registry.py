@@ -16,7 +16,8 @@ from panfs.config import xdg_dir
 
 
 def _registry(mountpoint: Path) -> Path:
-    key = hashlib.sha1(str(mountpoint.resolve()).encode()).hexdigest()[:16]
+    # never resolve(): stat-ing a mount point whose daemon is not serving yet would hang
+    key = hashlib.sha1(os.path.abspath(mountpoint).encode()).hexdigest()[:16]
     return xdg_dir("state") / "mounts" / f"{key}.json"
 
 
