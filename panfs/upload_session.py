@@ -339,6 +339,11 @@ class UploadSession:
             if await self._already_complete(job):
                 return
             raise CorruptSession("the drive lost the session before complete") from None
+        latest = self.journal.get(self.job_id)
+        if latest is None or latest.state == "superseded":
+            # superseded while complete was in flight: this version must not stay visible
+            await self.client.trash(job.file_id)
+            raise Superseded()
         if remote.content_hash.upper() != sha1 or remote.size != job.size:
             await self.client.trash(job.file_id)
             raise CorruptSession(

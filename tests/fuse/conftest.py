@@ -52,11 +52,13 @@ class Mounted:
     def wait_idle(self) -> None:
         from panfs.journal import Journal
         from panfs.metadata import open_db
+        from panfs.pending import OpenVersions
 
         def idle() -> bool:
+            # the kernel sends RELEASE after close() returned: a version still open counts too
             db = open_db(self.cache_dir / "journal.db")
             try:
-                return not Journal(db).jobs(("pending", "uploading"))
+                return not Journal(db).jobs(("pending", "uploading")) and not OpenVersions(db).all()
             finally:
                 db.close()
 

@@ -28,6 +28,13 @@ def test_fstab_line_mounts_with_mount_T(tmp_path: Path, drive: DriveServer) -> N
     fstab.write_text(f"{cfg} {mnt} fuse.panfs defaults,_netdev 0 0\n")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                XDG_STATE_HOME=str(tmp_path / "state"))  # fmt: skip
+    # mount.fuse3 runs `panfs` with the system PATH: put ours there for the test, as a user
+    # would install it (docs/systemd.md), and take it away again
+    link = Path("/usr/local/bin/panfs")
+    made = False
+    if not link.exists():
+        link.symlink_to(Path(sys.executable).parent / "panfs")
+        made = True
     try:
         r = subprocess.run(["mount", "-T", str(fstab), str(mnt)], capture_output=True, text=True,
                            env=env)  # fmt: skip
@@ -40,6 +47,8 @@ def test_fstab_line_mounts_with_mount_T(tmp_path: Path, drive: DriveServer) -> N
         wait_for(lambda: not os.path.ismount(mnt), "unmount")
         assert DriveReader(drive).read("/via-fstab.txt") == b"fstab works"
     finally:
+        if made:
+            link.unlink()
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
         for rec in (tmp_path / "state" / "panfs" / "mounts").glob("*.json"):
             pid = json.loads(rec.read_text())["pid"]
