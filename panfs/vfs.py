@@ -299,6 +299,16 @@ class Core:
         fd = self._new_version(node, truncate=True, src=None)
         return self._handle(node, fd, True, bool(flags & os.O_APPEND)), node
 
+    def remote_id(self, node: Node) -> str | None:
+        """The drive file that currently stands for ``node`` (what a new version replaces)."""
+        if node.job_id is not None:
+            job = self.journal.get(node.job_id)
+            if job is not None and job.state == "done" and job.file_id:
+                node.file_id = job.file_id
+            elif job is not None and job.state in ACTIVE and job.replaces_file_id:
+                return job.replaces_file_id
+        return node.file_id
+
     def _new_version(self, node: Node, *, truncate: bool, src: str | None) -> int:
         """Start a new local version of ``node``; durable record before any byte. No await."""
         parent = self.inodes[node.parent]
@@ -309,7 +319,7 @@ class Core:
             parent_file_id=parent.file_id,
             name=node.name,
             remote_path=self.inodes.path(node),
-            replaces_file_id=node.file_id,
+            replaces_file_id=self.remote_id(node),
         )
         node.cache_path, node.dirty = path, True
         if truncate:
@@ -376,9 +386,7 @@ class Core:
         h = self.handles[fh]
         if not h.write:
             raise UnsupportedError("handle not open for writing")
-        node = h.node
-        if h.append:
-            off = node.size
+        node = h.node  # O_APPEND offsets come from the kernel (it knows the size we report)
         try:
             n = self.cache.pwrite(h.fd, data, off)
         except CacheFullError:
@@ -520,16 +528,17 @@ class Core:
         if target is not None:
             if target.is_dir:
                 await self.client.trash(target.file_id or "")
-            elif node.file_id is None:
+            elif self.remote_id(node) is None:
                 # a new file over an old one (rsync's temp file): the old stays on the drive
                 # until the new version has landed, then the uploader trashes it
-                replaces = target.file_id
+                replaces = self.remote_id(target)
                 if target.job_id is not None:
                     self.journal.supersede(target.job_id)
             else:
                 await self._drop_file(target)
             self.inodes.detach(target)
-        if node.file_id is not None:
+        if self.remote_id(node) is not None:
+            assert node.file_id is not None
             if dst_parent is not src_parent:
                 await self.client.move(node.file_id, dst_parent.file_id, new_name=new)
             else:

@@ -68,7 +68,8 @@ def test_kill_while_cp_still_writing_leaves_it_interrupted(mounted: Mounted) -> 
         [sys.executable, "-c",
          "import sys, time\n"
          f"f = open({str(target)!r}, 'wb')\n"
-         "f.write(b'x' * (4 << 20)); f.flush()\n"
+         "import os\n"
+         "f.write(b'x' * (4 << 20)); f.flush(); os.fsync(f.fileno())\n"
          "print('written', flush=True)\n"
          "time.sleep(60)\n"],
         stdout=subprocess.PIPE, text=True,
@@ -80,6 +81,8 @@ def test_kill_while_cp_still_writing_leaves_it_interrupted(mounted: Mounted) -> 
     finally:
         writer.kill()
         writer.wait()
+        if writer.stdout is not None:
+            writer.stdout.close()
     mounted.remount()
     time.sleep(0.5)  # give a wrongly resumed upload the chance to show itself
     assert DriveReader(mounted.drive).get("/half.bin") is None
@@ -114,7 +117,7 @@ def test_kill_while_overwriting_keeps_old_version_whole(mounted: Mounted, tmp_pa
 @pytest.fixture
 def small_cache_mount(tmp_path: Path, drive):  # type: ignore[no-untyped-def]
     base = tmp_path / "m"
-    cache = base / "cache"
+    cache = base / "cache" / "data"  # cached file bytes; the journal stays beside them
     cache.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(cache)], check=True)
     m = None
