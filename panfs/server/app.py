@@ -23,7 +23,7 @@ import trio
 from panfs.server import oss
 from panfs.server.auth import Signer
 from panfs.server.faults import FaultRuleError, Faults, Rule
-from panfs.server.http import Receive, Request, Scope, Send, drain, drop, reply, reply_json
+from panfs.server.http import Receive, Request, Scope, Send, drop, reply, reply_json
 from panfs.server.options import Buckets, ServerOptions
 from panfs.server.store import EMPTY_SHA1, FileRow, Session, Store
 
@@ -175,7 +175,7 @@ class DriveApp:
             await trio.sleep(float(p.get("ms", 0)) / 1000)
             return False
         if rule.action == "status":
-            await drain(req.receive)
+            await req.rest()
             status = int(p["status"])
             body = p.get("body", "")
             if not isinstance(body, str):
@@ -187,7 +187,7 @@ class DriveApp:
             await reply(send, status, body.encode(), p.get("content_type", "text/plain"), headers)
             return True
         if rule.action == "drop":
-            await drain(req.receive)
+            await req.rest()
             await drop(send)
             return True
         return False

@@ -28,6 +28,14 @@ class Request:
         raw = parse_qs(scope.get("query_string", b"").decode(), keep_blank_values=True)
         self.query = {k: v[0] for k, v in raw.items()}
         self.query_string: str = scope.get("query_string", b"").decode()
+        self.consumed = False  # the body was read already
+
+    async def rest(self) -> int:
+        """Discard what is left of the body; returns the bytes read."""
+        if self.consumed:
+            return 0
+        self.consumed = True
+        return await drain(self.receive)
 
     @property
     def bearer(self) -> str:
@@ -35,6 +43,7 @@ class Request:
         return auth[7:].strip() if auth.lower().startswith("bearer ") else ""
 
     async def body(self, limit: int = 1 << 20) -> bytes:
+        self.consumed = True
         chunks: list[bytes] = []
         total = 0
         while True:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from panfs.server.http import Request, Send, drain, drop, reply
+from panfs.server.http import Request, Send, drop, reply
 from panfs.server.store import Part
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def _expiry(q: dict[str, str]) -> float:
 
 async def _check_url(app: DriveApp, req: Request, send: Send) -> bool:
     if not app.signer.verify_url(req.path, req.query) or req.headers.get("content-type"):
-        await drain(req.receive)
+        await req.rest()
         await oss_error(
             app,
             send,
@@ -106,7 +106,7 @@ async def _check_url(app: DriveApp, req: Request, send: Send) -> bool:
         return False
     exp = _expiry(req.query)
     if exp < time.time():
-        await drain(req.receive)
+        await req.rest()
         await oss_error(
             app,
             send,
@@ -174,7 +174,7 @@ async def put_part(app: DriveApp, req: Request, send: Send) -> None:
 
 
 async def _count_drain(app: DriveApp, req: Request) -> None:
-    app.stats.part_bytes_received += await drain(req.receive)
+    app.stats.part_bytes_received += await req.rest()
 
 
 async def _store_part(

@@ -50,6 +50,8 @@ class DriveServer:
         """SIGKILL the server (same root and port on ``start()``)."""
         assert self.proc is not None
         kill9(self.proc)
+        if self.proc.stdout:
+            self.proc.stdout.close()
 
     def restart(self) -> None:
         self.kill()
