@@ -1,0 +1,304 @@
+"""``panfs upload`` converges through every upload failure mode of protocol §9.
+
+Each test ends with the file on the server byte-identical to the source and bounds,
+from the server's counters, how many part bytes were sent more than once.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.drive import DriveReader, DriveServer
+from tests.uploader.conftest import MiB, Uploads, make_file, oss_error
+
+SIZE = 5 * MiB + 12345
+
+
+def _check(drive: DriveServer, src: Path, remote: str, resent_at_most: int) -> None:
+    assert DriveReader(drive).read(remote) == src.read_bytes()
+    received = drive.stats()["part_bytes_received"]
+    assert received - src.stat().st_size <= resent_at_most, f"re-sent {received - SIZE}"
+
+
+def _run(uploads: Any, tmp_path: Path, faults: list[dict[str, Any]], **upload: Any) -> Uploads:
+    u: Uploads = uploads(**upload)
+    src = make_file(tmp_path / "f.bin", SIZE)
+    u.drive.set_faults(faults)
+    u.run(src, "/up")
+    return u
+
+
+API_FAULTS = {
+    "429": {
+        "action": "status",
+        "status": 429,
+        "body": '{"code":"TooManyRequests"}',
+        "content_type": "application/json",
+        "headers": {"x-retry-after": "200"},
+    },
+    "502_text": {"action": "status", "status": 502, "body": "Bad Gateway"},
+    "504_html": {
+        "action": "status",
+        "status": 504,
+        "content_type": "text/html",
+        "body": "<html><body><h1>504 Gateway Time-out</h1></body></html>",
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(API_FAULTS))
+@pytest.mark.parametrize("op", ["create", "complete", "getUploadUrl"])
+def test_transient_api_answers_are_retried(
+    uploads: Any, tmp_path: Path, kind: str, op: str
+) -> None:
+    rule = {"op": op, "times": 2, **API_FAULTS[kind]}
+    # a margin as long as the URLs live makes every part ask getUploadUrl
+    u = _run(uploads, tmp_path, [rule], url_margin=3600 if op == "getUploadUrl" else 300)
+    _check(u.drive, tmp_path / "f.bin", "/up/f.bin", 0)
+    assert u.drive.stats()["errors"].get(f"fault:{rule['status']}") == 2
+
+
+def test_expired_access_token(drive_with_short_tokens: DriveServer, tmp_path: Path) -> None:
+    u = Uploads(tmp_path, drive_with_short_tokens)
+    src = make_file(tmp_path / "f.bin", SIZE)
+    u.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 400}])
+    u.run(src, "/up")
+    _check(u.drive, src, "/up/f.bin", 0)
+    assert u.drive.stats()["requests"]["access_token"] >= 2  # refreshed on the way
+
+
+def test_reused_refresh_token_is_a_clear_error(uploads: Any, tmp_path: Path) -> None:
+    u: Uploads = uploads()
+    src = make_file(tmp_path / "f.bin", 1000)
+    u.run(src, "/up")
+    (u.cache / "token.json").unlink()  # the config's token was spent by the first run
+    r = u.run(src, "/again", check=False)
+    assert r.returncode == 2
+    err = u.log.read_text()
+    assert "refresh token" in err
+    assert "Traceback" not in err
+
+
+def test_payload_too_large_text_stops_the_file_with_a_reason(
+    drive_with_cap: DriveServer, tmp_path: Path
+) -> None:
+    u = Uploads(tmp_path, drive_with_cap)
+    big = make_file(tmp_path / "big.bin", 3 * MiB)
+    small = make_file(tmp_path / "small.bin", 1000)
+    r = u.run(big, small, "/up", check=False)
+    assert r.returncode == 1
+    assert "Payload Too Large" in u.log.read_text() or "too large" in u.log.read_text()
+    assert "Traceback" not in u.log.read_text()
+    assert DriveReader(u.drive).read("/up/small.bin") == small.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "rule", "resent"),
+    [
+        (
+            "PartNotSequential",
+            {
+                "op": "put_part",
+                "match": {"part_number": 3},
+                "times": 1,
+                **oss_error("PartNotSequential", 400),
+            },
+            0,
+        ),
+        (
+            "lost_response",
+            {
+                "op": "put_part",
+                "match": {"part_number": 2},
+                "times": 1,
+                "action": "drop_after_store",
+            },
+            0,
+        ),
+        (
+            "PartAlreadyExist",
+            {
+                "op": "put_part",
+                "match": {"part_number": 4},
+                "times": 1,
+                "action": "drop_after_store",
+            },
+            0,
+        ),
+        (
+            "cut_body",
+            {
+                "op": "put_part",
+                "match": {"part_number": 2},
+                "times": 1,
+                "action": "cut_body",
+                "after_bytes": 300000,
+            },
+            MiB,
+        ),
+        (
+            "truncated_part",
+            {
+                "op": "put_part",
+                "match": {"part_number": 2},
+                "times": 1,
+                "action": "store_truncated",
+                "keep_bytes": 400000,
+            },
+            MiB,
+        ),
+        (
+            "NoSuchUpload",
+            {
+                "op": "put_part",
+                "match": {"part_number": 3},
+                "times": 1,
+                **oss_error("NoSuchUpload", 404),
+            },
+            3 * MiB,
+        ),
+    ],
+)
+def test_part_failures_converge(
+    uploads: Any, tmp_path: Path, name: str, rule: dict[str, Any], resent: int
+) -> None:
+    u = _run(uploads, tmp_path, [rule])
+    _check(u.drive, tmp_path / "f.bin", "/up/f.bin", resent + MiB)
+    assert u.drive.stats()["errors"] is not None
+
+
+def test_expired_upload_url_is_refreshed(
+    drive_with_short_urls: DriveServer, tmp_path: Path
+) -> None:
+    u = Uploads(tmp_path, drive_with_short_urls, url_margin=0.1)
+    src = make_file(tmp_path / "f.bin", SIZE)
+    u.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 700}])
+    u.run(src, "/up")
+    _check(u.drive, src, "/up/f.bin", MiB)
+    assert u.drive.stats()["requests"]["getUploadUrl"] >= 1
+
+
+@pytest.mark.slow
+def test_list_pagination_past_1000_parts(uploads: Any, tmp_path: Path) -> None:
+    u: Uploads = uploads(part_size="100KiB")
+    src = make_file(tmp_path / "f.bin", 1003 * 100 * 1024 + 7)
+    u.drive.set_faults(
+        [
+            {
+                "op": "put_part",
+                "match": {"part_number": 1002},
+                "times": 1,
+                "action": "drop_after_store",
+            }
+        ]
+    )
+    u.run(src, "/up")
+    _check(u.drive, src, "/up/f.bin", 0)
+    assert u.drive.stats()["requests"]["listUploadedParts"] >= 11  # 1002 parts, 100 a page
+
+
+def test_complete_hash_mismatch_is_never_accepted(uploads: Any, tmp_path: Path) -> None:
+    u: Uploads = uploads()
+    src = make_file(tmp_path / "f.bin", SIZE)
+    # a lenient server completing a short file must not be taken as success
+    u.drive.set_faults(
+        [
+            {
+                "op": "complete",
+                "times": 1,
+                "action": "status",
+                "status": 400,
+                "content_type": "application/json",
+                "body": '{"code":"InvalidResource.PartList","message":"injected"}',
+            }
+        ]
+    )
+    r = u.run(src, "/up", check=False)
+    assert r.returncode == 1
+    assert "InvalidResource.PartList" in u.log.read_text()
+
+
+def test_resume_after_session_expired_on_server(
+    drive_with_short_sessions: DriveServer, tmp_path: Path
+) -> None:
+    """The origin bug: the journal's session is gone on the server. A new one, no loop."""
+    u = Uploads(tmp_path, drive_with_short_sessions)
+    src = make_file(tmp_path / "f.bin", SIZE)
+    u.drive.set_faults(
+        [
+            {
+                "op": "put_part",
+                "match": {"part_number": 3},
+                "action": "status",
+                "status": 500,
+                "body": "down",
+                "times": 50,
+            }
+        ]
+    )
+    import subprocess
+
+    from tests.support.procs import PANFS, kill9
+
+    p = subprocess.Popen(
+        [*PANFS, "upload", "--json", "--config", str(u.config), str(src), "/up"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(2.5)
+    finally:
+        kill9(p)
+    u.drive.set_faults([])
+    time.sleep(2.2)  # the session expires on the server
+    u.run(src, "/up")
+    assert DriveReader(u.drive).read("/up/f.bin") == src.read_bytes()
+
+
+def test_source_changed_between_runs_starts_a_new_session(uploads: Any, tmp_path: Path) -> None:
+    u: Uploads = uploads()
+    src = make_file(tmp_path / "f.bin", SIZE)
+    u.drive.set_faults(
+        [
+            {
+                "op": "put_part",
+                "match": {"part_number": 3},
+                "action": "status",
+                "status": 500,
+                "body": "down",
+                "times": 100,
+            }
+        ]
+    )
+    import subprocess
+
+    from tests.support.procs import PANFS, kill9
+
+    p = subprocess.Popen(
+        [*PANFS, "upload", "--json", "--config", str(u.config), str(src), "/up"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(2.0)
+    finally:
+        kill9(p)
+    u.drive.set_faults([])
+    make_file(src, SIZE)  # same size, new bytes
+    u.run(src, "/up")
+    assert DriveReader(u.drive).read("/up/f.bin") == src.read_bytes()
+
+
+def test_journal_from_another_file_of_the_same_size(uploads: Any, tmp_path: Path) -> None:
+    u: Uploads = uploads()
+    a = make_file(tmp_path / "a.bin", SIZE)
+    b = make_file(tmp_path / "b.bin", SIZE)
+    u.run(a, "/up")
+    u.run(b, "/up")
+    reader = DriveReader(u.drive)
+    assert reader.read("/up/a.bin") == a.read_bytes()
+    assert reader.read("/up/b.bin") == b.read_bytes()
