@@ -1,0 +1,48 @@
+"""Bench helper: start ``panfs serve`` on a temp root and get an access token (raw HTTP)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+class Drive:
+    def __init__(self, root: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "panfs", "serve", "--root", str(root), "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().split()[-1]
+        self.account: dict[str, Any] = yaml.safe_load((root / "account.yaml").read_text())
+        self.admin = {"Authorization": f"Bearer {self.account['admin_token']}"}
+
+    def token(self) -> str:
+        r = httpx.post(f"{self.url}/admin/tokens", headers=self.admin)
+        tok: str = r.json()["refresh_token"]
+        return tok
+
+    def access(self) -> tuple[str, str]:
+        r = httpx.post(f"{self.url}/oauth/access_token", json={
+            "client_id": self.account["client_id"], "client_secret": self.account["client_secret"],
+            "grant_type": "refresh_token", "refresh_token": self.token()})
+        access = r.json()["access_token"]
+        h = {"Authorization": f"Bearer {access}"}
+        drive_id = httpx.post(f"{self.url}/adrive/v1.0/user/getDriveInfo", json={},
+                              headers=h).json()["default_drive_id"]
+        return access, drive_id
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = httpx.get(f"{self.url}/admin/stats", headers=self.admin).json()
+        return out
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        if self.proc.stdout:
+            self.proc.stdout.close()
