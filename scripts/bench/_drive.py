@@ -15,7 +15,9 @@ class Drive:
     def __init__(self, root: Path) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "panfs", "serve", "--root", str(root), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().split()[-1]
@@ -28,13 +30,20 @@ class Drive:
         return tok
 
     def access(self) -> tuple[str, str]:
-        r = httpx.post(f"{self.url}/oauth/access_token", json={
-            "client_id": self.account["client_id"], "client_secret": self.account["client_secret"],
-            "grant_type": "refresh_token", "refresh_token": self.token()})
+        r = httpx.post(
+            f"{self.url}/oauth/access_token",
+            json={
+                "client_id": self.account["client_id"],
+                "client_secret": self.account["client_secret"],
+                "grant_type": "refresh_token",
+                "refresh_token": self.token(),
+            },
+        )
         access = r.json()["access_token"]
         h = {"Authorization": f"Bearer {access}"}
-        drive_id = httpx.post(f"{self.url}/adrive/v1.0/user/getDriveInfo", json={},
-                              headers=h).json()["default_drive_id"]
+        drive_id = httpx.post(
+            f"{self.url}/adrive/v1.0/user/getDriveInfo", json={}, headers=h
+        ).json()["default_drive_id"]
         return access, drive_id
 
     def stats(self) -> dict[str, Any]:

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _drive import Drive  # noqa: E402
+from _drive import Drive
 
-from panfs.config import parse_size  # noqa: E402
+from panfs.config import parse_size
 
 PART = 16 << 20
 
@@ -44,17 +44,32 @@ def main() -> None:
             access, drive_id = drive.access()
             h = {"Authorization": f"Bearer {access}"}
             with httpx.Client(timeout=300) as http:
-                c = http.post(f"{drive.url}/adrive/v1.0/openFile/create", headers=h, json={
-                    "drive_id": drive_id, "parent_file_id": "root", "name": "ingest.bin",
-                    "type": "file", "size": parts * PART,
-                    "part_info_list": [{"part_number": i} for i in range(1, parts + 1)]}).json()
+                c = http.post(
+                    f"{drive.url}/adrive/v1.0/openFile/create",
+                    headers=h,
+                    json={
+                        "drive_id": drive_id,
+                        "parent_file_id": "root",
+                        "name": "ingest.bin",
+                        "type": "file",
+                        "size": parts * PART,
+                        "part_info_list": [{"part_number": i} for i in range(1, parts + 1)],
+                    },
+                ).json()
                 t0 = time.perf_counter()
                 for info in c["part_info_list"]:
                     r = http.put(info["upload_url"], content=block)
                     assert r.status_code == 200, r.text
                 server = time.perf_counter() - t0
-                done = http.post(f"{drive.url}/adrive/v1.0/openFile/complete", headers=h, json={
-                    "drive_id": drive_id, "file_id": c["file_id"], "upload_id": c["upload_id"]})
+                done = http.post(
+                    f"{drive.url}/adrive/v1.0/openFile/complete",
+                    headers=h,
+                    json={
+                        "drive_id": drive_id,
+                        "file_id": c["file_id"],
+                        "upload_id": c["upload_id"],
+                    },
+                )
                 assert done.status_code == 200, done.text
         finally:
             drive.close()

@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""`panfs upload` vs a bare httpx PUT loop of the same parts, to the same server, in one run;
+then the peak RSS of `panfs upload` at two sizes (target: ratio ≥ 0.9, RSS ≤ 128 MiB and flat).
+
+    .venv/bin/python scripts/bench/upload.py [--size 2GiB] [--rss-sizes 1GiB,8GiB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _drive import Drive
+
+from panfs.config import parse_size
+
+PART = 16 << 20
+
+
+def make(path: Path, size: int) -> None:
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(size >> 20):
+            f.write(bytes([i & 0xFF]) + block[1:])
+
+
+def panfs_upload(drive: Drive, tmp: Path, src: Path, name: str) -> tuple[float, int]:
+    cfg = tmp / f"{name}.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "remote": {
+                    "endpoint": drive.url,
+                    "client_id": drive.account["client_id"],
+                    "client_secret": drive.account["client_secret"],
+                    "refresh_token": drive.token(),
+                },
+                "cache": {"dir": str(tmp / f"cache-{name}")},
+                "upload": {"part_size": "16MiB", "rapid_upload": False},
+            }
+        )
+    )
+    t0 = time.perf_counter()
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "panfs",
+            "upload",
+            "--json",
+            "--config",
+            str(cfg),
+            str(src),
+            f"/{name}",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(p.pid, 0)
+    assert status == 0, f"panfs upload failed: {status}"
+    return time.perf_counter() - t0, usage.ru_maxrss * 1024
+
+
+def bare_loop(drive: Drive, src: Path, size: int) -> float:
+    access, drive_id = drive.access()
+    h = {"Authorization": f"Bearer {access}"}
+    n = (size + PART - 1) // PART
+    t0 = time.perf_counter()
+    with httpx.Client(timeout=300) as http, open(src, "rb") as f:
+        c = http.post(
+            f"{drive.url}/adrive/v1.0/openFile/create",
+            headers=h,
+            json={
+                "drive_id": drive_id,
+                "parent_file_id": "root",
+                "name": "bare.bin",
+                "type": "file",
+                "size": size,
+                "part_info_list": [{"part_number": i} for i in range(1, n + 1)],
+            },
+        ).json()
+        for info in c["part_info_list"]:
+            r = http.put(info["upload_url"], content=f.read(PART))
+            assert r.status_code == 200, r.text
+        http.post(
+            f"{drive.url}/adrive/v1.0/openFile/complete",
+            headers=h,
+            json={"drive_id": drive_id, "file_id": c["file_id"], "upload_id": c["upload_id"]},
+        )
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="2GiB")
+    ap.add_argument("--rss-sizes", default="1GiB,8GiB")
+    a = ap.parse_args()
+    size = parse_size(a.size)
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp_s:
+        tmp = Path(tmp_s)
+        src = tmp / "src.bin"
+        make(src, size)
+        drive = Drive(tmp / "drive")
+        try:
+            bare = bare_loop(drive, src, size)
+            ours, rss = panfs_upload(drive, tmp, src, "ours")
+            mib = size / (1 << 20)
+            print(f"{'what':<26}{'seconds':>9}{'MiB/s':>9}")
+            print(f"{'bare httpx PUT loop':<26}{bare:>9.2f}{mib / bare:>9.0f}")
+            print(f"{'panfs upload':<26}{ours:>9.2f}{mib / ours:>9.0f}")
+            print(f"ratio panfs/bare: {bare / ours:.2f} (target >= 0.9)")
+            os.unlink(src)
+            for s in a.rss_sizes.split(","):
+                n = parse_size(s)
+                f = tmp / f"rss-{n}.bin"
+                make(f, n)
+                _, rss = panfs_upload(drive, tmp, f, f"rss{n}")
+                os.unlink(f)
+                print(f"peak RSS of panfs upload, {s}: {rss / (1 << 20):.0f} MiB (target <= 128)")
+        finally:
+            drive.close()
+
+
+if __name__ == "__main__":
+    main()
