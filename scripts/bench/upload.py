@@ -64,9 +64,18 @@ def panfs_upload(drive: Drive, tmp: Path, src: Path, name: str) -> tuple[float, 
         ],
         stdout=subprocess.DEVNULL,
     )
-    _, status, usage = os.wait4(p.pid, 0)
-    assert status == 0, f"panfs upload failed: {status}"
-    return time.perf_counter() - t0, usage.ru_maxrss * 1024
+    peak = 0
+    while p.poll() is None:
+        # VmHWM: this process image's peak RSS (ru_maxrss would include the pre-exec fork)
+        try:
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    assert p.returncode == 0, f"panfs upload failed: {p.returncode}"
+    return time.perf_counter() - t0, peak
 
 
 def bare_loop(drive: Drive, src: Path, size: int) -> float:
