@@ -188,39 +188,53 @@ async def _store_part(
     md5 = hashlib.md5()
     path = app.store.data_path(upload_id)
     fd = os.open(path, os.O_WRONLY)
-    written = 0
+    written = 0  # bytes accepted for this part (queued to the writer)
     complete = False
     buf = bytearray()
+    # one buffer is written and hashed while the next one arrives: a buffer of 1 is the pipeline
+    to_disk, from_net = trio.open_memory_channel[tuple[bytes, int]](1)
 
-    def flush() -> None:
+    def write_md5(data: bytes, pos: int) -> None:
+        os.pwrite(fd, data, pos)
+        md5.update(data)
+
+    async def writer() -> None:
+        async with from_net:
+            async for data, pos in from_net:
+                async with trio.open_nursery() as both:  # MD5 and SHA-1 on two cores
+                    both.start_soon(trio.to_thread.run_sync, write_md5, data, pos)
+                    both.start_soon(trio.to_thread.run_sync, sha1.update, data)
+
+    async def push() -> None:
         nonlocal written
         if buf:
             data = bytes(buf)
-            os.pwrite(fd, data, offset + written)
-            md5.update(data)
-            sha1.update(data)
-            written += len(data)
             buf.clear()
+            await to_disk.send((data, offset + written))
+            written += len(data)
 
     try:
-        while True:
-            msg = await req.receive()
-            if msg["type"] == "http.disconnect":
-                break
-            data = msg.get("body", b"")
-            app.stats.part_bytes_received += len(data)
-            if cut_after is not None and written + len(buf) + len(data) >= cut_after:
-                break  # the fault: stop reading and drop the connection
-            if keep is not None:
-                data = data[: max(0, keep - written - len(buf))]
-            buf += data
-            if len(buf) >= CHUNK:
-                await trio.to_thread.run_sync(flush)
-            if not msg.get("more_body"):
-                complete = True
-                break
-        if complete:
-            await trio.to_thread.run_sync(flush)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            async with to_disk:
+                while True:
+                    msg = await req.receive()
+                    if msg["type"] == "http.disconnect":
+                        break
+                    data = msg.get("body", b"")
+                    app.stats.part_bytes_received += len(data)
+                    if cut_after is not None and written + len(buf) + len(data) >= cut_after:
+                        break  # the fault: stop reading and drop the connection
+                    if keep is not None:
+                        data = data[: max(0, keep - written - len(buf))]
+                    buf += data
+                    if len(buf) >= CHUNK:
+                        await push()
+                    if not msg.get("more_body"):
+                        complete = True
+                        break
+                if complete:
+                    await push()
         if complete and declared is not None and keep is None and written != int(declared):
             complete = False
         if not complete:
