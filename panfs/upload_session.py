@@ -27,7 +27,7 @@ from panfs.errors import PartError, RemoteNotFoundError, UploadFailed
 from panfs.hashing import PartBody, range_digests, read_at, sha1_hasher
 from panfs.journal import Job, Journal, PartRecord, identity
 from panfs.remote.client import OpenApiClient, PreHashMatchedError, RapidProof
-from panfs.remote.models import UploadUrl
+from panfs.remote.models import CreateResult, UploadUrl
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,10 @@ class UploadSession:
         res = await self.client.create_file(
             job.parent_file_id, job.name, job.size, part_sizes(job.size, part)
         )
+        self._record_session(job, res, part)
+
+    def _record_session(self, job: Job, res: CreateResult, part: int) -> None:
+        """Durable intent: the session is journaled before its first PUT. No await."""
         self.job()  # superseded while creating? then the session stays an invisible orphan
         self.journal.start_session(
             self.job_id,
@@ -191,15 +195,7 @@ class UploadSession:
             self.journal.mark_rapid(self.job_id, res.file_id, job.parent_file_id, job.name)
             await self._finish(self.job(), None)
             return True
-        self.journal.start_session(
-            self.job_id,
-            file_id=res.file_id,
-            upload_id=res.upload_id,
-            part_size=part,
-            parent_file_id=job.parent_file_id,
-            name=job.name,
-        )
-        self.urls = {u.part_number: u for u in res.part_urls}
+        self._record_session(job, res, part)
         await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
         return True
 
