@@ -326,7 +326,7 @@ class DriveApp:
 
     def live_file(self, file_id: Any, code: str = "NotFound.File") -> FileRow:
         f = self.store.get(str(file_id or ""))
-        if f is None or f.status == "uploading":
+        if f is None or f.status not in ("available", "trashed"):
             raise ApiError(404, code, f"The resource file cannot be found. file_id:{file_id}")
         if f.status == "trashed":
             raise ApiError(400, "ForbiddenFileInTheRecycleBin", "The file is in the recycle bin.")
