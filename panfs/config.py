@@ -10,6 +10,7 @@ Errors are ``ConfigError`` with one line naming the file, the key and the fix.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -187,7 +188,7 @@ def from_mapping(data: Mapping[str, Any] | None, path: Path | None = None) -> Co
     for key, raw in flat.items():
         spec = SCHEMA.get(key)
         if spec is None:
-            close = [k for k in SCHEMA if k.split(".")[-1] == key.split(".")[-1]]
+            close = difflib.get_close_matches(key, SCHEMA, n=1, cutoff=0.7)
             hint = f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(SCHEMA)}"
             raise ConfigError(f"{where}: unknown key {key!r}{hint}")
         if raw is None:

@@ -302,3 +302,16 @@ def test_journal_from_another_file_of_the_same_size(uploads: Any, tmp_path: Path
     reader = DriveReader(u.drive)
     assert reader.read("/up/a.bin") == a.read_bytes()
     assert reader.read("/up/b.bin") == b.read_bytes()
+
+
+def test_rapid_upload_sends_no_bytes(uploads: Any, tmp_path: Path) -> None:
+    u: Uploads = uploads(rapid_upload=True, rapid_threshold="1MiB")
+    src = make_file(tmp_path / "f.bin", SIZE)
+    u.run(src, "/one")
+    sent = u.drive.stats()["part_bytes_received"]
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(src.read_bytes())
+    u.run(copy, "/two")
+    assert u.drive.stats()["part_bytes_received"] == sent  # the drive had the content
+    assert u.drive.stats()["errors"].get("PreHashMatched") == 1
+    assert DriveReader(u.drive).read("/two/copy.bin") == src.read_bytes()
