@@ -103,6 +103,16 @@ class Journal:
             ).fetchall()
         return [Job(*r) for r in rows]
 
+    def superseded_file_ids(self, parent_file_id: str) -> set[str]:
+        """Drive files of superseded versions in a folder: a listing must not resurrect them
+        (one may complete on the drive just before its session notices and trashes it)."""
+        rows = self.conn.execute(
+            "SELECT file_id FROM jobs WHERE state = 'superseded' AND file_id IS NOT NULL"
+            " AND created_parent = ?",
+            (parent_file_id,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
     def parts(self, job_id: int) -> list[PartRecord]:
         rows = self.conn.execute(
             "SELECT part_number, offset, size, etag, xxh3, acked_at FROM parts"
@@ -150,9 +160,11 @@ class Journal:
 
     def _set(self, job_id: int, **fields: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
+        # superseded is final: no later write of the old session may revive the job
+        guard = " AND state != 'superseded'" if "state" in fields else ""
         with self.conn:
             self.conn.execute(
-                f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?",
+                f"UPDATE jobs SET {sets}, updated_at = ? WHERE id = ?{guard}",
                 (*fields.values(), time.time(), job_id),
             )
 
@@ -195,7 +207,7 @@ class Journal:
             self.conn.execute(
                 "UPDATE jobs SET file_id = ?, upload_id = ?, part_size = ?, created_parent = ?,"
                 " created_name = ?, sent_bytes = 0, state = 'uploading', updated_at = ?"
-                " WHERE id = ?",
+                " WHERE id = ? AND state != 'superseded'",
                 (file_id, upload_id, part_size, parent_file_id, name, time.time(), job_id),
             )
 

@@ -147,7 +147,11 @@ class Core:
         if folder.children is None:
             folder.children = {}
         seen: set[str] = set()
+        assert folder.file_id is not None
+        hidden = self.journal.superseded_file_ids(folder.file_id)
         for item in items:
+            if item.file_id in hidden:
+                continue
             seen.add(item.name)
             node = self.inodes.child(folder, item.name)
             if node is None:
