@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from panfs.errors import PartError, RemoteNotFoundError, UploadFailed
+from panfs.errors import PartError, PermanentError, RemoteNotFoundError, UploadFailed
 from panfs.hashing import PartBody, range_digests, read_at, sha1_hasher
 from panfs.journal import Job, Journal, PartRecord, identity
 from panfs.remote.client import OpenApiClient, PreHashMatchedError, RapidProof
@@ -65,6 +65,18 @@ class Superseded(Exception):
 
 class CorruptSession(Exception):
     """The server's parts do not match our bytes: start a new session."""
+
+
+class CompleteRefused(Exception):
+    """complete failed one of the drive's checks (§4.10): re-list and send what it lacks."""
+
+
+# complete's checks: a part too small, parts not adding up to the size, a content hash
+COMPLETE_CHECKS = (
+    "InvalidResource.PartList",
+    "InvalidParameter.Size",
+    "InvalidParameter.ContentHash",
+)
 
 
 class UploadSession:
@@ -257,8 +269,29 @@ class UploadSession:
         return u.url
 
     async def _stream(self, job: Job, offset: int, n: int, sha1: Any) -> None:
+        """Send parts from ``offset`` as part ``n`` onwards, then complete. If the drive
+        refuses to complete (part list, size or hash check), its parts are re-listed and
+        whatever it lacks is sent again; a second refusal with nothing missing stops the
+        job with the drive's reason (the parts stay, nothing is deleted)."""
+        refusals = 0
+        while True:
+            digest = await self._send_parts(job, offset, n, sha1)
+            try:
+                await self._complete(self.job(), digest)
+                return
+            except CompleteRefused as e:
+                refusals += 1
+                if refusals > 1:
+                    raise UploadFailed(f"the drive refuses to complete the upload: {e}") from None
+                log.info("job %d: complete refused (%s): re-listing parts", self.job_id, e)
+                job = self.job()
+                offset, n = await self._reconcile(job)
+                sha1 = None
+
+    async def _send_parts(self, job: Job, offset: int, n: int, sha1: Any) -> str:
         """Send parts from ``offset`` as part ``n`` onwards; ``sha1`` covers [0, offset) or is
-        None (resume: the whole-file SHA-1 is computed beside the upload)."""
+        None (resume: the whole-file SHA-1 is computed beside the upload). Returns the
+        whole file's SHA-1 once every part is acknowledged and the source is unchanged."""
         assert job.file_id
         assert job.upload_id
         assert job.part_size
@@ -315,7 +348,7 @@ class UploadSession:
         if now_ident != job.identity:
             self.journal.set_identity(self.job_id, now_ident)
             raise CorruptSession(f"{job.source} changed during the upload")
-        await self._complete(self.job(), digest)
+        return str(digest)
 
     async def _realign(self, job: Job, sha1: Any) -> tuple[int, int, Any]:
         offset, n = await self._reconcile(job)
@@ -335,6 +368,10 @@ class UploadSession:
             if await self._already_complete(job):
                 return
             raise CorruptSession("the drive lost the session before complete") from None
+        except PermanentError as e:
+            if e.code in COMPLETE_CHECKS:
+                raise CompleteRefused(e.describe()) from None
+            raise
         latest = self.journal.get(self.job_id)
         if latest is None or latest.state == "superseded":
             # superseded while complete was in flight: this version must not stay visible

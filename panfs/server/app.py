@@ -219,6 +219,9 @@ class DriveApp:
         else:
             self.authenticate(req)
             result = await getattr(self, "op_" + ctx["name"].replace("/", "_"))(body, req)
+        if rule is not None and rule.action == "drop_after_store":
+            await drop(send)  # done, but the answer is lost on the way back
+            return
         await reply_json(send, 200, result)
 
     # -- auth ------------------------------------------------------------------

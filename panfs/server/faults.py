@@ -7,8 +7,8 @@ does) or know HTTP.
 
 Actions: ``status`` (reply ``status`` with ``body``, ``content_type`` and optional
 ``headers``, e.g. 429 with ``x-retry-after``), ``delay`` (``ms``, then serve
-normally), ``drop_after_store`` (store the part, then drop the connection
-without answering), ``drop`` (drop without doing anything), ``cut_body``
+normally), ``drop_after_store`` (store the part, or perform the API call, then
+drop the connection without answering), ``drop`` (drop without doing anything), ``cut_body``
 (read ``after_bytes`` of the body, then drop), ``store_truncated`` (store only
 the first ``keep_bytes`` of the part as if complete, and answer 200).
 """

@@ -201,25 +201,47 @@ def test_list_pagination_past_1000_parts(uploads: Any, tmp_path: Path) -> None:
     assert u.drive.stats()["requests"]["listUploadedParts"] >= 11  # 1002 parts, 100 a page
 
 
-def test_complete_hash_mismatch_is_never_accepted(uploads: Any, tmp_path: Path) -> None:
+def _complete_refusal(code: str, times: int) -> dict[str, Any]:
+    return {
+        "op": "complete",
+        "times": times,
+        "action": "status",
+        "status": 400,
+        "content_type": "application/json",
+        "body": f'{{"code":"{code}","message":"injected complete check"}}',
+    }
+
+
+@pytest.mark.parametrize(
+    "code", ["InvalidResource.PartList", "InvalidParameter.Size", "InvalidParameter.ContentHash"]
+)
+def test_complete_check_refused_once_converges(uploads: Any, tmp_path: Path, code: str) -> None:
+    """A complete refused by one of its checks: re-list the parts, then complete again."""
+    u = _run(uploads, tmp_path, [_complete_refusal(code, 1)])
+    _check(u.drive, tmp_path / "f.bin", "/up/f.bin", 0)
+    assert u.drive.stats()["requests"]["complete"] == 2
+    assert u.drive.stats()["requests"]["listUploadedParts"] >= 1
+
+
+def test_complete_refused_for_good_stops_the_file_with_the_reason(
+    uploads: Any, tmp_path: Path
+) -> None:
     u: Uploads = uploads()
     src = make_file(tmp_path / "f.bin", SIZE)
-    # a lenient server completing a short file must not be taken as success
-    u.drive.set_faults(
-        [
-            {
-                "op": "complete",
-                "times": 1,
-                "action": "status",
-                "status": 400,
-                "content_type": "application/json",
-                "body": '{"code":"InvalidResource.PartList","message":"injected"}',
-            }
-        ]
-    )
+    u.drive.set_faults([_complete_refusal("InvalidResource.PartList", 100)])
     r = u.run(src, "/up", check=False)
     assert r.returncode == 1
     assert "InvalidResource.PartList" in u.log.read_text()
+    assert u.drive.stats()["part_bytes_received"] == SIZE  # refused, never re-sent blindly
+    assert DriveReader(u.drive).get("/up/f.bin") is None  # never visible incomplete
+
+
+def test_lost_complete_answer_is_confirmed_not_redone(uploads: Any, tmp_path: Path) -> None:
+    """complete landed but its answer was lost: the retry gets NotFound.UploadId, and the
+    file itself (size and SHA-1) proves the upload finished."""
+    u = _run(uploads, tmp_path, [{"op": "complete", "times": 1, "action": "drop_after_store"}])
+    _check(u.drive, tmp_path / "f.bin", "/up/f.bin", 0)
+    assert u.drive.stats()["requests"]["complete"] == 2
 
 
 def test_resume_after_session_expired_on_server(
