@@ -103,6 +103,13 @@ class Journal:
             ).fetchall()
         return [Job(*r) for r in rows]
 
+    def by_source(self, source: str) -> Job | None:
+        """The newest job uploading ``source`` (a mount's cache file has at most one)."""
+        row = self.conn.execute(
+            f"SELECT {_COLS} FROM jobs WHERE source = ? ORDER BY id DESC LIMIT 1", (source,)
+        ).fetchone()
+        return Job(*row) if row else None
+
     def superseded_file_ids(self, parent_file_id: str) -> set[str]:
         """Drive files of superseded versions in a folder: a listing must not resurrect them
         (one may complete on the drive just before its session notices and trashes it)."""
@@ -175,6 +182,20 @@ class Journal:
                 " WHERE id = ? AND state IN ('pending', 'uploading', 'interrupted', 'failed')",
                 (time.time(), job_id),
             )
+
+    def supersede_older_duplicates(self) -> int:
+        """Start-up repair: of several active jobs for one drive name, only the newest may
+        land (a daemon that died between queueing a version and superseding the one before
+        leaves two). Returns how many were superseded."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE jobs SET state = 'superseded', updated_at = ?"
+                " WHERE state IN ('pending', 'uploading') AND EXISTS (SELECT 1 FROM jobs AS newer"
+                "  WHERE newer.parent_file_id = jobs.parent_file_id AND newer.name = jobs.name"
+                "  AND newer.id > jobs.id AND newer.state IN ('pending', 'uploading'))",
+                (time.time(),),
+            )
+        return cur.rowcount
 
     def retarget(self, job_id: int, *, parent_file_id: str, name: str, remote_path: str) -> None:
         self._set(job_id, parent_file_id=parent_file_id, name=name, remote_path=remote_path)

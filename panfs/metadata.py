@@ -41,6 +41,7 @@ SCHEMA = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
+    "CREATE INDEX IF NOT EXISTS jobs_source ON jobs(source)",
     """
     CREATE TABLE IF NOT EXISTS parts (
         job_id       INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,

@@ -23,6 +23,7 @@ from typing import Any
 
 import trio
 
+from panfs import crashpoint
 from panfs.errors import PartError, PermanentError, RemoteNotFoundError, UploadFailed
 from panfs.hashing import PartBody, range_digests, read_at, sha1_hasher
 from panfs.journal import Job, Journal, PartRecord, identity
@@ -163,6 +164,7 @@ class UploadSession:
         res = await self.client.create_file(
             job.parent_file_id, job.name, job.size, part_sizes(job.size, part)
         )
+        crashpoint.reach("after_create")
         self._record_session(job, res, part)
 
     def _record_session(self, job: Job, res: CreateResult, part: int) -> None:
@@ -326,6 +328,7 @@ class UploadSession:
                     if e.code == "NoSuchUpload":
                         raise CorruptSession("the drive lost the upload session") from None
                     raise
+                crashpoint.reach("after_part_ack")
                 local = body.md5.hexdigest().upper()
                 if etag != local:
                     # the server stored something else (a cut part kept as complete?): realign
@@ -362,6 +365,7 @@ class UploadSession:
         assert job.upload_id
         await self.client._token()  # refresh now, so nothing yields between check and send
         self.job()  # a newer version exists: never complete this one over it
+        crashpoint.reach("before_complete")
         try:
             remote = await self.client.complete(job.file_id, job.upload_id)
         except RemoteNotFoundError:
@@ -372,6 +376,7 @@ class UploadSession:
             if e.code in COMPLETE_CHECKS:
                 raise CompleteRefused(e.describe()) from None
             raise
+        crashpoint.reach("after_complete")
         latest = self.journal.get(self.job_id)
         if latest is None or latest.state == "superseded":
             # superseded while complete was in flight: this version must not stay visible
@@ -394,8 +399,10 @@ class UploadSession:
             else:
                 await self.client.rename(job.file_id, job.name, check_name_mode="ignore")
             self.journal.mark_rapid(self.job_id, job.file_id, job.parent_file_id, job.name)
+        crashpoint.reach("after_move")
         if job.replaces_file_id and job.replaces_file_id != job.file_id:
             await self.client.trash(job.replaces_file_id)
+            crashpoint.reach("after_trash_replaced")
         self.journal.mark_done(self.job_id, job.size)
         self.on_progress(self.job_id, job.size)
         log.info("uploaded %s (%d bytes)", job.remote_path, job.size)

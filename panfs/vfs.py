@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import trio
 
+from panfs import crashpoint
 from panfs.cache import Cache
 from panfs.errors import (
     CacheFullError,
@@ -101,9 +102,15 @@ class Core:
 
     # -- start-up ----------------------------------------------------------------
     def recover(self) -> list[int]:
-        """Versions still open when the last daemon died become ``interrupted`` jobs."""
+        """Versions still open when the last daemon died become ``interrupted`` jobs; of two
+        queued versions of one name (died while queueing the second) only the newer lands."""
+        self.journal.supersede_older_duplicates()
         jobs = []
         for v in self.versions.all():
+            if self.journal.by_source(v.cache_path) is not None:
+                # the last close had already queued it (died between the two commits)
+                self.versions.remove(v.cache_path)
+                continue
             job = self.journal.add(
                 source=v.cache_path,
                 parent_file_id=v.parent_file_id,
@@ -443,6 +450,7 @@ class Core:
             replaces_file_id=v.replaces_file_id,
             state="interrupted" if broken else "pending",
         )
+        crashpoint.reach("publish_after_journal")
         self.versions.remove(path)
         if broken:
             log.info("not uploading %s: a write failed (%s)", job.remote_path, broken)

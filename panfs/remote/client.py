@@ -55,6 +55,7 @@ from typing import Any
 import httpx
 import trio
 
+from panfs import crashpoint
 from panfs.errors import (
     AuthError,
     NetworkError,
@@ -102,6 +103,15 @@ class RapidProof:
 
 
 _RNG = random.Random()
+
+
+def _json_object(resp: httpx.Response) -> dict[str, Any] | None:
+    """The answer as a JSON object, or None (never raises on a body that is not JSON)."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def backoff(attempt: int, cap: float, rng: random.Random = _RNG) -> float:
@@ -154,8 +164,8 @@ class OpenApiClient:
                 except httpx.TransportError as e:
                     err: RemoteError = NetworkError(f"token refresh: {type(e).__name__}: {e}")
                 else:
-                    if resp.status_code == 200:
-                        data = resp.json()
+                    data = _json_object(resp) if resp.status_code == 200 else None
+                    if data is not None and data.get("access_token"):
                         new = TokenState(
                             seed=self._state.seed,
                             refresh_token=str(data.get("refresh_token") or body["refresh_token"]),
@@ -164,10 +174,17 @@ class OpenApiClient:
                         )
                         self._lifetime = float(data.get("expires_in", 7200))
                         # durable before anything uses it: the old refresh token is spent now
+                        crashpoint.reach("after_token_answer")
                         await trio.to_thread.run_sync(self.tokens.save, new)
                         self._state = new
                         return
                     err = classify(resp.status_code, resp.content, dict(resp.headers))
+                    if resp.status_code == 200:  # 200 without a token: a proxy's page, say
+                        err = TransientError(
+                            "token refresh answered 200 without an access_token",
+                            status=200,
+                            body_start=err.body_start,
+                        )
                     if not err.transient:
                         raise AuthError(
                             f"the drive refused the refresh token ({err.code or err.status}: "

@@ -28,7 +28,14 @@ def _lazy_umount(path: Path) -> None:
 
 
 class Mounted:
-    def __init__(self, base: Path, drive: DriveServer, **sections: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        base: Path,
+        drive: DriveServer,
+        env: dict[str, str] | None = None,
+        **sections: dict[str, Any],
+    ) -> None:
+        self.env = env or {}  # extra environment for the daemon (crash points)
         self.base = base
         self.drive = drive
         self.path = base / "mnt"
@@ -40,7 +47,7 @@ class Mounted:
         self.start()
 
     def start(self) -> None:
-        env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"))
+        env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"), **self.env)
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
                 [*PANFS, "mount", "--foreground", "--config", str(self.config), str(self.path)],

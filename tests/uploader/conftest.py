@@ -47,7 +47,9 @@ class Uploads:
         self.config = drive.write_client_config(base / "c.yaml", self.cache, **sections)
         self.log = base / "upload.log"
 
-    def run(self, *paths: Path | str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *paths: Path | str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         with open(self.log, "a") as err:
             r = subprocess.run(
                 [*PANFS, "upload", "--json", "--config", str(self.config), *map(str, paths)],
@@ -55,6 +57,7 @@ class Uploads:
                 stderr=err,
                 text=True,
                 timeout=600,
+                env=dict(os.environ, **(env or {})),
             )
         if check:
             assert r.returncode == 0, self.log.read_text()[-3000:]
