@@ -137,12 +137,11 @@ class OpenApiClient:
         if state is None or state.seed != settings.refresh_token:
             state = TokenState(seed=settings.refresh_token, refresh_token=settings.refresh_token)
         self._state = state
-        self._lifetime = 7200.0
 
     # -- auth ------------------------------------------------------------------------
     async def _token(self) -> str:
         s = self._state
-        if s.access_token and time.time() < s.expires_at - (1 - REFRESH_AT) * self._lifetime:
+        if s.access_token and time.time() < s.expires_at - (1 - REFRESH_AT) * s.lifetime:
             return s.access_token
         await self._refresh(stale=s.access_token)
         return self._state.access_token
@@ -171,8 +170,8 @@ class OpenApiClient:
                             refresh_token=str(data.get("refresh_token") or body["refresh_token"]),
                             access_token=str(data["access_token"]),
                             expires_at=time.time() + float(data.get("expires_in", 7200)),
+                            lifetime=float(data.get("expires_in", 7200)),
                         )
-                        self._lifetime = float(data.get("expires_in", 7200))
                         # durable before anything uses it: the old refresh token is spent now
                         crashpoint.reach("after_token_answer")
                         await trio.to_thread.run_sync(self.tokens.save, new)

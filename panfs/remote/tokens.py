@@ -20,6 +20,7 @@ class TokenState:
     refresh_token: str
     access_token: str = ""
     expires_at: float = 0.0
+    lifetime: float = 7200.0  # the access token's lifetime as granted (for proactive refresh)
 
 
 class TokenFile:
