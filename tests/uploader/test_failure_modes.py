@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.drive import DriveReader, DriveServer
 from tests.uploader.conftest import MiB, Uploads, make_file, oss_error
@@ -71,16 +72,25 @@ def test_expired_access_token(drive_with_short_tokens: DriveServer, tmp_path: Pa
     assert u.drive.stats()["requests"]["access_token"] >= 2  # refreshed on the way
 
 
-def test_reused_refresh_token_is_a_clear_error(uploads: Any, tmp_path: Path) -> None:
+def test_reused_refresh_token_is_a_clear_error_then_a_fresh_one_converges(
+    uploads: Any, tmp_path: Path
+) -> None:
     u: Uploads = uploads()
-    src = make_file(tmp_path / "f.bin", 1000)
+    src = make_file(tmp_path / "f.bin", SIZE)
     u.run(src, "/up")
     (u.cache / "token.json").unlink()  # the config's token was spent by the first run
     r = u.run(src, "/again", check=False)
     assert r.returncode == 2
     err = u.log.read_text()
-    assert "refresh token" in err
+    assert "put a fresh remote.refresh_token in the config" in err
     assert "Traceback" not in err
+    # the user does what the line says; the same command then finishes, nothing re-sent
+    cfg = yaml.safe_load(u.config.read_text())
+    cfg["remote"]["refresh_token"] = u.drive.mint_refresh_token()
+    u.config.write_text(yaml.safe_dump(cfg))
+    u.run(src, "/again")
+    assert DriveReader(u.drive).read("/again/f.bin") == src.read_bytes()
+    assert u.drive.stats()["part_bytes_received"] == 2 * SIZE
 
 
 def test_payload_too_large_text_stops_the_file_with_a_reason(
