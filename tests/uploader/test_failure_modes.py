@@ -6,6 +6,9 @@ from the server's counters, how many part bytes were sent more than once.
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -254,86 +257,72 @@ def test_lost_complete_answer_is_confirmed_not_redone(uploads: Any, tmp_path: Pa
     assert u.drive.stats()["requests"]["complete"] == 2
 
 
+def _killed_after_parts(u: Uploads, src: Path, parts: int) -> None:
+    """Run ``panfs upload`` and have it SIGKILL itself once ``parts`` parts are journaled."""
+    r = u.run(src, "/up", check=False, env={"PANFS_CRASH_AT": f"after_part_ack:{parts + 1}"})
+    assert r.returncode == -signal.SIGKILL
+    assert u.drive.stats()["parts_stored"] == parts + 1
+
+
+def _journaled_parts(u: Uploads) -> int:
+    db = sqlite3.connect(u.cache / "journal.db")
+    try:
+        return int(db.execute("SELECT count(*) FROM parts").fetchone()[0])
+    finally:
+        db.close()
+
+
 def test_resume_after_session_expired_on_server(
     drive_with_short_sessions: DriveServer, tmp_path: Path
 ) -> None:
     """The origin bug: the journal's session is gone on the server. A new one, no loop."""
     u = Uploads(tmp_path, drive_with_short_sessions)
     src = make_file(tmp_path / "f.bin", SIZE)
-    u.drive.set_faults(
-        [
-            {
-                "op": "put_part",
-                "match": {"part_number": 3},
-                "action": "status",
-                "status": 500,
-                "body": "down",
-                "times": 50,
-            }
-        ]
-    )
-    import subprocess
-
-    from tests.support.procs import PANFS, kill9
-
-    p = subprocess.Popen(
-        [*PANFS, "upload", "--json", "--config", str(u.config), str(src), "/up"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(2.5)
-    finally:
-        kill9(p)
-    u.drive.set_faults([])
+    _killed_after_parts(u, src, 2)
     time.sleep(2.2)  # the session expires on the server
     u.run(src, "/up")
     assert DriveReader(u.drive).read("/up/f.bin") == src.read_bytes()
+    # everything goes again in a new session: the old parts are gone with the old session
+    assert u.drive.stats()["part_bytes_received"] == 3 * MiB + SIZE
+
+
+def test_journal_behind_the_server_by_one_part(uploads: Any, tmp_path: Path) -> None:
+    """The server acknowledged part 3, the journal never recorded it: the part is verified
+    against the local bytes and adopted, not sent again (no PartAlreadyExist loop)."""
+    u: Uploads = uploads()
+    src = make_file(tmp_path / "f.bin", SIZE)
+    _killed_after_parts(u, src, 2)
+    assert _journaled_parts(u) == 2  # the server has 3
+    u.run(src, "/up")
+    _check(u.drive, src, "/up/f.bin", 0)
 
 
 def test_source_changed_between_runs_starts_a_new_session(uploads: Any, tmp_path: Path) -> None:
+    """Same path, same size, same mtime, new bytes in place: never a mix of old and new."""
     u: Uploads = uploads()
     src = make_file(tmp_path / "f.bin", SIZE)
-    u.drive.set_faults(
-        [
-            {
-                "op": "put_part",
-                "match": {"part_number": 3},
-                "action": "status",
-                "status": 500,
-                "body": "down",
-                "times": 100,
-            }
-        ]
-    )
-    import subprocess
-
-    from tests.support.procs import PANFS, kill9
-
-    p = subprocess.Popen(
-        [*PANFS, "upload", "--json", "--config", str(u.config), str(src), "/up"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(2.0)
-    finally:
-        kill9(p)
-    u.drive.set_faults([])
-    make_file(src, SIZE)  # same size, new bytes
+    _killed_after_parts(u, src, 2)
+    st = src.stat()
+    with open(src, "r+b") as f:  # rewrite in place: the inode stays
+        f.write(os.urandom(SIZE))
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
     u.run(src, "/up")
     assert DriveReader(u.drive).read("/up/f.bin") == src.read_bytes()
+    assert u.drive.stats()["part_bytes_received"] == 3 * MiB + SIZE
 
 
 def test_journal_from_another_file_of_the_same_size(uploads: Any, tmp_path: Path) -> None:
+    """The path now holds another file of the same size and mtime (moved over it): the
+    journal's session belongs to the old one and must not be continued."""
     u: Uploads = uploads()
-    a = make_file(tmp_path / "a.bin", SIZE)
-    b = make_file(tmp_path / "b.bin", SIZE)
-    u.run(a, "/up")
-    u.run(b, "/up")
-    reader = DriveReader(u.drive)
-    assert reader.read("/up/a.bin") == a.read_bytes()
-    assert reader.read("/up/b.bin") == b.read_bytes()
+    src = make_file(tmp_path / "f.bin", SIZE)
+    _killed_after_parts(u, src, 2)
+    other = make_file(tmp_path / "other.bin", SIZE)
+    os.utime(other, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns))
+    os.replace(other, src)
+    u.run(src, "/up")
+    assert DriveReader(u.drive).read("/up/f.bin") == src.read_bytes()
+    assert u.drive.stats()["part_bytes_received"] == 3 * MiB + SIZE
 
 
 def test_rapid_upload_sends_no_bytes(uploads: Any, tmp_path: Path) -> None:
