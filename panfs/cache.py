@@ -18,10 +18,9 @@ from panfs.errors import CacheFullError, LocalError
 
 
 class Cache:
-    def __init__(self, root: Path, max_size: int) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "data"
-        self.max_size = max_size
         try:
             self.data.mkdir(parents=True, exist_ok=True)
             probe = self.data / ".probe"

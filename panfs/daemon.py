@@ -22,7 +22,9 @@ import pyfuse3
 import trio
 
 from panfs import embedded, lock, sdnotify
+from panfs.attrs import AttrStore
 from panfs.cache import Cache
+from panfs.clean_cache import CleanCache
 from panfs.config import Config, xdg_dir
 from panfs.fs import Operations
 from panfs.journal import Journal
@@ -78,12 +80,13 @@ async def run_mount(
             stack.callback(db.close)
             journal = Journal(db)
             versions = OpenVersions(db)
-            cache = Cache(cache_dir, cfg["cache.max_size"])
+            cache = Cache(cache_dir)
+            clean = CleanCache(db, cache, cfg["cache.max_size"])
             async with open_uploader(client, journal, UploadSettings.from_config(cfg)) as uploader:
                 core = Core(
                     client=client, journal=journal, uploader=uploader, cache=cache,
-                    versions=versions, list_ttl=cfg["mount.list_ttl"],
-                    uid=os.getuid(), gid=os.getgid(),
+                    versions=versions, clean=clean, attrs=AttrStore(db),
+                    list_ttl=cfg["mount.list_ttl"], uid=os.getuid(), gid=os.getgid(),
                 )  # fmt: skip
                 core.recover()
                 uploader.wake()

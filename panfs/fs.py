@@ -171,7 +171,7 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def flush(self, fh: int) -> None:
-        return None
+        await self.core.flush(fh)
 
     @_errors
     async def fsync(self, fh: int, datasync: bool) -> None:

@@ -63,6 +63,9 @@ class InodeTable:
     def get(self, ino: int) -> Node | None:
         return self._nodes.get(ino)
 
+    def nodes(self) -> list[Node]:
+        return list(self._nodes.values())
+
     def add(self, parent: Node, name: str, is_dir: bool, **attrs: object) -> Node:
         node = Node(self._next, parent.ino, name, is_dir, **attrs)  # type: ignore[arg-type]
         self._next += 1

@@ -2,7 +2,8 @@
 
 Owns: opening the state database with WAL and ``synchronous=FULL`` (a committed
 row survives a power cut), and the schema of every table panfs keeps locally:
-the upload journal (``jobs``, ``parts``) and the mount's open versions. Must not:
+the upload journal (``jobs``, ``parts``), the mount's open versions, its clean
+cache index and the attributes it keeps locally (mode, owner, times). Must not:
 hold queries (``journal.py`` and ``pending.py`` do). The connection is used on
 the trio thread only.
 """
@@ -17,7 +18,7 @@ SCHEMA_VERSION = 1
 SCHEMA = [
     """
     CREATE TABLE IF NOT EXISTS jobs (
-        id               INTEGER PRIMARY KEY,   -- one version of one file to put on the drive
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: newer is larger
         source           TEXT NOT NULL,         -- absolute path of the local bytes
         size             INTEGER NOT NULL,      -- local identity when enqueued / last planned:
         mtime_ns         INTEGER NOT NULL,      --   size, mtime, inode and a sampled xxh3
@@ -61,7 +62,28 @@ SCHEMA = [
         name             TEXT NOT NULL,         -- its name there
         remote_path      TEXT NOT NULL,         -- for status messages only
         replaces_file_id TEXT,                  -- drive file it will replace; NULL = new file
-        opened_at        REAL NOT NULL          -- unix seconds
+        opened_at        REAL NOT NULL,         -- unix seconds
+        flushed_size     INTEGER,               -- the cache file at the last writer's close()
+        flushed_mtime_ns INTEGER                --   (FLUSH); NULL: never closed
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS clean (
+        file_id   TEXT PRIMARY KEY,             -- drive file whose bytes are cached
+        path      TEXT NOT NULL,                -- the cache file (sparse while partly present)
+        size      INTEGER NOT NULL,             -- the drive file's size
+        ranges    TEXT NOT NULL,                -- JSON [[start, end], ...] present, merged
+        used_at   REAL NOT NULL                 -- last use, for least-recently-used eviction
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS attrs (
+        key       TEXT PRIMARY KEY,             -- 'f:' + drive file_id, or 'v:' + cache path
+        mode      INTEGER NOT NULL,             --   of a local version not yet on the drive
+        uid       INTEGER NOT NULL,
+        gid       INTEGER NOT NULL,
+        atime_ns  INTEGER NOT NULL,
+        mtime_ns  INTEGER NOT NULL
     )
     """,
 ]
@@ -76,5 +98,15 @@ def open_db(path: Path) -> sqlite3.Connection:
     with conn:
         for stmt in SCHEMA:
             conn.execute(stmt)
+        _add_columns(conn, "open_versions", {"flushed_size": "INTEGER",
+                                             "flushed_mtime_ns": "INTEGER"})  # fmt: skip
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return conn
+
+
+def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Columns added after a table first shipped (an older database gains them)."""
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")

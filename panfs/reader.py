@@ -2,7 +2,8 @@
 
 Owns: download URLs per file (reused until shortly before they expire), and a
 small read-ahead window per file so sequential reads become few large GETs.
-Must not: write cache files or know about inodes.
+Must not: write cache files (the core keeps what it fetched in the clean cache) or
+know about inodes.
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ class RangeReader:
         self._urls[file_id] = (d.url, d.expires_at)
         return d.url
 
-    async def read(self, file_id: str, size: int, off: int, length: int) -> bytes:
+    async def fetch(
+        self, file_id: str, size: int, off: int, length: int, ahead_until: int | None = None
+    ) -> tuple[int, bytes]:
+        """Bytes from ``off`` covering at least [off, off+length) ∩ file, with read-ahead
+        (not past ``ahead_until``, where bytes are present already): returns (start, data)
+        with start <= off. Served from the last window when it can."""
         end = min(size, off + length)
         if off >= end:
-            return b""
+            return off, b""
         win = self._window.get(file_id)
         if win is not None and win[0] <= off and end <= win[0] + len(win[1]):
-            return win[1][off - win[0] : end - win[0]]
-        fetch_end = min(size, max(end, off + READ_AHEAD))
+            return win
+        ahead = off + READ_AHEAD if ahead_until is None else min(ahead_until, off + READ_AHEAD)
+        fetch_end = min(size, max(end, ahead))
         try:
             data = await self.client.download_range(await self._url(file_id), off, fetch_end)
         except Exception:
@@ -45,4 +52,9 @@ class RangeReader:
         if len(self._window) > 16:
             self._window.clear()
         self._window[file_id] = (off, data)
-        return data[: end - off]
+        return off, data
+
+    async def read(self, file_id: str, size: int, off: int, length: int) -> bytes:
+        start, data = await self.fetch(file_id, size, off, length)
+        end = min(size, off + length)
+        return data[off - start : end - start]

@@ -15,9 +15,11 @@ scheduling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +60,18 @@ def part_sizes(size: int, part: int) -> list[int]:
         return [0]
     n = math.ceil(size / part)
     return [part] * (n - 1) + [size - part * (n - 1)]
+
+
+@contextlib.contextmanager
+def _unwrap_single() -> Iterator[None]:
+    """A nursery wraps errors in a group; one error leaves it as itself (the scheduler
+    classifies ``RemoteError`` & co., not groups)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 class Superseded(Exception):
@@ -294,11 +308,22 @@ class UploadSession:
         """Send parts from ``offset`` as part ``n`` onwards; ``sha1`` covers [0, offset) or is
         None (resume: the whole-file SHA-1 is computed beside the upload). Returns the
         whole file's SHA-1 once every part is acknowledged and the source is unchanged."""
+        full_sha1: dict[str, str] = {}
+        with _unwrap_single():
+            digest = await self._send_loop(job, offset, n, sha1, full_sha1)
+        now_ident = await trio.to_thread.run_sync(identity, job.source)
+        if now_ident != job.identity:
+            self.journal.set_identity(self.job_id, now_ident)
+            raise CorruptSession(f"{job.source} changed during the upload")
+        return digest
+
+    async def _send_loop(
+        self, job: Job, offset: int, n: int, sha1: Any, full_sha1: dict[str, str]
+    ) -> str:
         assert job.file_id
         assert job.upload_id
         assert job.part_size
         part = job.part_size
-        full_sha1: dict[str, str] = {}
         async with trio.open_nursery() as nursery:
             if sha1 is None:
                 # resume: hash the local file concurrently with sending the rest
@@ -346,12 +371,7 @@ class UploadSession:
                 offset += length
                 n += 1
                 self.on_progress(self.job_id, offset)
-        digest = sha1.hexdigest().upper() if sha1 is not None else full_sha1["v"]
-        now_ident = await trio.to_thread.run_sync(identity, job.source)
-        if now_ident != job.identity:
-            self.journal.set_identity(self.job_id, now_ident)
-            raise CorruptSession(f"{job.source} changed during the upload")
-        return str(digest)
+        return str(sha1.hexdigest().upper() if sha1 is not None else full_sha1["v"])
 
     async def _realign(self, job: Job, sha1: Any) -> tuple[int, int, Any]:
         offset, n = await self._reconcile(job)

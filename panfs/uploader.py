@@ -73,6 +73,8 @@ class Uploader:
         self._wake = trio.Event()
         self._changed = trio.Event()
         self._rng = random.Random()
+        # called (sync, on the trio thread) whenever a job's worker stops, whatever the outcome
+        self.on_job_end: list[Callable[[int], None]] = []
 
     def wake(self) -> None:
         """New or changed jobs in the journal: look again. Sync, never blocks."""
@@ -146,6 +148,11 @@ class Uploader:
         finally:
             self.running.discard(job_id)
             self.progress.pop(job_id, None)
+            for hook in self.on_job_end:
+                try:
+                    hook(job_id)
+                except Exception:  # settling is repaired at the next start; uploads go on
+                    log.exception("after job %d", job_id)
             self._signal()
             self.wake()
 

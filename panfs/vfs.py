@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import trio
 
 from panfs import crashpoint
+from panfs.attrs import Attrs, AttrStore, drive_key, version_key
 from panfs.cache import Cache
+from panfs.clean_cache import CleanCache
 from panfs.errors import (
     CacheFullError,
     ExistsError,
@@ -38,6 +40,7 @@ from panfs.journal import ACTIVE, Journal
 from panfs.pending import OpenVersions
 from panfs.reader import RangeReader
 from panfs.remote.client import OpenApiClient
+from panfs.settle import Settler
 from panfs.uploader import Uploader
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class Handle:
     fd: int  # cache file descriptor, -1 for a read of drive-only bytes
     write: bool
     append: bool
+    version: str | None = None  # writers: the cache file of the version they write
 
 
 def _parse_time(s: str) -> int:
@@ -81,6 +85,8 @@ class Core:
         uploader: Uploader,
         cache: Cache,
         versions: OpenVersions,
+        clean: CleanCache,
+        attrs: AttrStore,
         list_ttl: float,
         uid: int,
         gid: int,
@@ -98,31 +104,21 @@ class Core:
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
         self.reader = RangeReader(client)
+        self.clean = clean
+        self.attrs = attrs
+        self.settler = Settler(
+            journal=journal, versions=versions, clean=clean, attrs=attrs, cache=cache,
+            inodes=self.inodes,
+        )  # fmt: skip
+        uploader.on_job_end.append(self.settler.job_ended)
         self._space: tuple[float, int, int] | None = None
+        self._publishing: dict[int, trio.Lock] = {}
 
     # -- start-up ----------------------------------------------------------------
     def recover(self) -> list[int]:
-        """Versions still open when the last daemon died become ``interrupted`` jobs; of two
-        queued versions of one name (died while queueing the second) only the newer lands."""
-        self.journal.supersede_older_duplicates()
-        jobs = []
-        for v in self.versions.all():
-            if self.journal.by_source(v.cache_path) is not None:
-                # the last close had already queued it (died between the two commits)
-                self.versions.remove(v.cache_path)
-                continue
-            job = self.journal.add(
-                source=v.cache_path,
-                parent_file_id=v.parent_file_id,
-                name=v.name,
-                remote_path=v.remote_path,
-                replaces_file_id=v.replaces_file_id,
-                state="interrupted",
-            )
-            self.versions.remove(v.cache_path)
-            jobs.append(job.id)
-            log.info("interrupted write kept: %s (%s)", v.remote_path, v.cache_path)
-        return jobs
+        """After any stop: cut-off writers become ``interrupted`` jobs, uploaded versions
+        become clean cache, stray cache files go (``settle.Settler.at_start``)."""
+        return self.settler.at_start()
 
     # -- namespace -------------------------------------------------------------
     def node(self, ino: int) -> Node:
@@ -184,26 +180,38 @@ class Core:
 
     def _adopt_remote(self, node: Node, item) -> None:  # type: ignore[no-untyped-def]
         if node.dirty or node.writers:
-            if node.job_id is not None:
-                job = self.journal.get(node.job_id)
-                if job is not None and job.state == "done" and job.file_id == item.file_id:
-                    node.dirty = False  # our version is the drive's now; keep bytes as cache
-                    node.file_id = item.file_id
-            return
-        if node.cache_path and node.file_id != item.file_id:
-            self.cache.remove(node.cache_path)  # the drive has another file under this name now
-            node.cache_path = None
-        node.file_id = item.file_id
+            return  # local changes win over the drive's view
+        if node.file_id != item.file_id or not node.mtime_ns:
+            node.file_id = item.file_id
+            t = _parse_time(item.updated_at)
+            node.mtime_ns = node.ctime_ns = node.atime_ns = t or time.time_ns()
+            self._apply_attrs(node, drive_key(item.file_id))
         if not node.is_dir:
             node.size = item.size
-        t = _parse_time(item.updated_at)
-        if t and not node.mtime_ns:
-            node.mtime_ns = node.ctime_ns = node.atime_ns = t
+
+    def _apply_attrs(self, node: Node, key: str) -> None:
+        a = self.attrs.get(key)
+        if a is not None:
+            node.mode, node.uid, node.gid = a.mode, a.uid, a.gid
+            node.atime_ns, node.mtime_ns = a.atime_ns, a.mtime_ns
+
+    def _save_attrs(self, node: Node, key: str | None = None) -> None:
+        """Keep what ``chmod``/``chown``/``touch`` set, under the node's current identity."""
+        if key is not None:
+            pass
+        elif node.dirty and node.cache_path:
+            key = version_key(node.cache_path)
+        elif node.file_id:
+            key = drive_key(node.file_id)
+        else:
+            return
+        self.attrs.put(key, Attrs(node.mode, node.uid, node.gid, node.atime_ns, node.mtime_ns))
 
     def _adopt_job(self, node: Node, job_id: int, source: str, size: int) -> None:
         node.job_id, node.cache_path, node.dirty, node.size = job_id, source, True, size
         if not node.mtime_ns:
             node.mtime_ns = node.ctime_ns = node.atime_ns = time.time_ns()
+            self._apply_attrs(node, version_key(source))
 
     async def lookup(self, parent_ino: int, name: str) -> Node:
         parent = self.node(parent_ino)
@@ -250,6 +258,7 @@ class Core:
         )
         node.children, node.listed_at = {}, self.clock()
         node.lookups += 1
+        self._save_attrs(node)
         return node
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
@@ -272,7 +281,7 @@ class Core:
 
     # -- files: open / create --------------------------------------------------
     def _handle(self, node: Node, fd: int, write: bool, append: bool) -> Handle:
-        h = Handle(self._next_fh, node, fd, write, append)
+        h = Handle(self._next_fh, node, fd, write, append, node.cache_path if write else None)
         self._next_fh += 1
         self.handles[h.fh] = h
         node.open_handles += 1
@@ -346,6 +355,7 @@ class Core:
         write = (flags & os.O_ACCMODE) != os.O_RDONLY
         trunc = bool(flags & os.O_TRUNC)
         if not write:
+            # a local version is read from its file; drive bytes through the clean cache
             fd = self.cache.open(node.cache_path) if node.cache_path else -1
             return self._handle(node, fd, False, False)
         if node.writers:
@@ -359,26 +369,25 @@ class Core:
             return self._handle(node, fd, True, bool(flags & os.O_APPEND))
         src = node.cache_path
         if not trunc and src is None and node.file_id is not None and node.size:
-            src = await self._download_whole(node)
+            src = await self._fetch_whole(node)
         fd = self._new_version(node, truncate=trunc, src=src)
         return self._handle(node, fd, True, bool(flags & os.O_APPEND))
 
-    async def _download_whole(self, node: Node) -> str:
-        """Fetch a drive-only file into a clean cache file (before modifying it in place)."""
+    async def _fetch_whole(self, node: Node) -> str:
+        """Every byte of a drive file in the clean cache (before modifying it in place)."""
         assert node.file_id is not None
-        path = self.cache.new_file(copy_from=None)
-        fd = self.cache.open(path)
-        try:
-            off, chunk = 0, 8 << 20
-            while off < node.size:
-                data = await self.reader.read(node.file_id, node.size, off, chunk)
-                if not data:
-                    break
-                await trio.to_thread.run_sync(os.pwrite, fd, data, off)
-                off += len(data)
-        finally:
-            os.close(fd)
-        node.cache_path = path
+        file_id, size = node.file_id, node.size
+        off = 0
+        while (path := self.clean.full_path(file_id, size)) is None:
+            off = self.clean.gap_from(file_id, off)
+            until = self.clean.next_present(file_id, off)
+            start, data = await self.reader.fetch(file_id, size, off, 8 << 20, until)
+            if not data:
+                raise RemoteNotFoundError(f"{self.inodes.path(node)} ended early on the drive")
+            await self.clean.store(file_id, size, start, data, pin=True)
+            off = start + len(data)
+            if off >= size and self.clean.full_path(file_id, size) is None:
+                raise CacheFullError("cannot keep a copy of the drive file; free cache space")
         return path
 
     # -- data ------------------------------------------------------------------
@@ -391,7 +400,14 @@ class Core:
             return os.pread(h.fd, size, off)
         if off >= node.size or node.file_id is None:
             return b""
-        return await self.reader.read(node.file_id, node.size, off, size)
+        file_id, total = node.file_id, node.size
+        cached = self.clean.read(file_id, total, off, size)
+        if cached is not None:
+            return cached
+        until = self.clean.next_present(file_id, off)
+        start, data = await self.reader.fetch(file_id, total, off, size, until)
+        await self.clean.store(file_id, total, start, data)
+        return data[off - start : min(total, off + size) - start]
 
     async def write(self, fh: int, off: int, data: bytes) -> int:
         h = self.handles[fh]
@@ -408,6 +424,16 @@ class Core:
         node.mtime_ns = node.ctime_ns = time.time_ns()
         return n
 
+    async def flush(self, fh: int) -> None:
+        """close(): if this is the last writer, record the version's state durably, so a
+        daemon stopped before the RELEASE that follows still knows it was closed whole."""
+        h = self.handles.get(fh)
+        if h is None or not h.write or h.fd < 0 or h.version is None or h.node.writers != 1:
+            return
+        await trio.to_thread.run_sync(os.fsync, h.fd)
+        st = os.fstat(h.fd)
+        self.versions.mark_flushed(h.version, st.st_size, st.st_mtime_ns)
+
     async def fsync(self, fh: int) -> None:
         h = self.handles[fh]
         if h.write and h.fd >= 0:
@@ -420,17 +446,25 @@ class Core:
             if h.write:
                 node.writers -= 1
                 if node.writers == 0:
-                    await self._publish(node, h.fd)
+                    assert h.version is not None
+                    crashpoint.reach("release_before_publish")
+                    # versions of one file are queued in the order their writers closed
+                    lock = self._publishing.setdefault(node.ino, trio.Lock())
+                    try:
+                        async with lock:
+                            await self._publish(node, h.fd, h.version)
+                    finally:
+                        if not lock.locked() and not lock.statistics().tasks_waiting:
+                            self._publishing.pop(node.ino, None)
         finally:
             if h.fd >= 0:
                 os.close(h.fd)
             self.inodes.release_handle(node)
 
-    async def _publish(self, node: Node, fd: int) -> None:
-        """Last writer closed: make the version durable, then queue it for upload."""
+    async def _publish(self, node: Node, fd: int, path: str) -> None:
+        """Last writer of version ``path`` closed: make it durable, then queue it for upload.
+        (A new writer may open the next version while this one is fsynced.)"""
         await trio.to_thread.run_sync(os.fsync, fd)
-        path = node.cache_path
-        assert path is not None
         v = self.versions.get(path)
         if v is None:
             return
@@ -452,6 +486,7 @@ class Core:
         )
         crashpoint.reach("publish_after_journal")
         self.versions.remove(path)
+        self._save_attrs(node, version_key(path))
         if broken:
             log.info("not uploading %s: a write failed (%s)", job.remote_path, broken)
             return
@@ -497,6 +532,8 @@ class Core:
             node.atime_ns = atime_ns
         if mtime_ns is not None:
             node.mtime_ns = mtime_ns
+        if not node.writers and (mode, uid, gid, atime_ns, mtime_ns) != (None,) * 5:
+            self._save_attrs(node)  # with writers open, the last close saves them
         return node
 
     # -- unlink / rename ---------------------------------------------------------

@@ -112,3 +112,31 @@ def test_mount_killed_between_queueing_and_superseding(drive: DriveServer, tmp_p
         assert _names(drive, "/") == ["f.bin"]
     finally:
         m.close()
+
+
+@pytest.mark.fuse
+def test_mount_killed_after_close_before_release_queues_the_file(
+    drive: DriveServer, tmp_path: Path
+) -> None:
+    """cp returned (its close() reached the daemon) but the RELEASE that follows was never
+    handled: the version was whole, so the next mount uploads it instead of calling it
+    interrupted. A writer that never closed stays interrupted (test_mount_crash.py)."""
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        pytest.skip("needs root and /dev/fuse")
+    m = Mounted(tmp_path / "m", drive, env={"PANFS_CRASH_AT": "release_before_publish"})
+    try:
+        data = os.urandom(3 * MiB + 3)
+        (tmp_path / "src").write_bytes(data)
+        r = subprocess.run(["cp", str(tmp_path / "src"), str(m.path / "f.bin")])
+        assert r.returncode == 0
+        assert m.proc is not None
+        m.proc.wait(10)
+        assert m.proc.returncode == -signal.SIGKILL
+        m.kill()
+        m.env = {}
+        m.remount()
+        m.wait_idle()
+        assert DriveReader(drive).read("/f.bin") == data
+        assert "interrupted" not in (m.cache_dir / "panfs.log").read_text()
+    finally:
+        m.close()
