@@ -139,6 +139,7 @@ SCHEMA: dict[str, Key] = {
     "remote.max_backoff": Key(_seconds, 60.0, "cap on the retry back-off, seconds"),
     "cache.dir": Key(_str, None, "cache and state directory; default XDG cache dir/panfs"),
     "cache.max_size": Key(_size, 10 * GiB, "bound on clean cached data; dirty data never evicted"),
+    "cache.min_free": Key(_size, 256 * MiB, "disk space writes leave free (journal headroom)"),
     "upload.part_size": Key(_part_size, 16 * MiB, "multipart part size, grown to ≤ 10000 parts"),
     "upload.concurrency": Key(_pos_int, 2, "files uploaded at once (one part stream each)"),
     "upload.rapid_upload": Key(_bool, True, "try pre_hash / content-hash rapid upload"),

@@ -80,7 +80,7 @@ async def run_mount(
             stack.callback(db.close)
             journal = Journal(db)
             versions = OpenVersions(db)
-            cache = Cache(cache_dir)
+            cache = Cache(cache_dir, cfg["cache.min_free"])
             clean = CleanCache(db, cache, cfg["cache.max_size"])
             async with open_uploader(client, journal, UploadSettings.from_config(cfg)) as uploader:
                 core = Core(

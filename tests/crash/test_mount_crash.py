@@ -117,12 +117,12 @@ def test_kill_while_overwriting_keeps_old_version_whole(mounted: Mounted, tmp_pa
 @pytest.fixture
 def small_cache_mount(tmp_path: Path, drive):  # type: ignore[no-untyped-def]
     base = tmp_path / "m"
-    cache = base / "cache" / "data"  # cached file bytes; the journal stays beside them
+    cache = base / "cache"  # all of it: cached bytes, the journal, the log
     cache.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(cache)], check=True)
     m = None
     try:
-        m = Mounted(base, drive)
+        m = Mounted(base, drive, cache={"min_free": "8MiB"})
         yield m
     finally:
         if m is not None:
@@ -144,9 +144,15 @@ def test_cache_disk_full_gives_enospc_and_keeps_closed_files(small_cache_mount: 
     except OSError as e:
         got = e.errno
     assert got == errno.ENOSPC
+    # the journal still works on the full disk: the cut-off version is recorded as such
+    status = _status(m)
+    states = {f["path"]: f["state"] for f in status["files"]}  # type: ignore[index]
+    assert states.get("/huge.bin") == "interrupted", status
+    (m.path / "after.txt").write_bytes(b"a" * 1000)  # and a small file still fits
     m.drive.set_faults([])
-    (m.path / "huge.bin").unlink(missing_ok=True)
     m.wait_idle()
     reader = DriveReader(m.drive)
     assert reader.read("/small.txt") == b"s" * 100_000
-    assert reader.get("/huge.bin") is None
+    assert reader.read("/after.txt") == b"a" * 1000
+    assert reader.get("/huge.bin") is None  # nothing partial published as complete
+    m.check_logs()
