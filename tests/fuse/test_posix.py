@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import subprocess
@@ -25,21 +26,36 @@ def _source(tmp: Path, name: str, n: int, seed: int = 1) -> Path:
     p = tmp / name
     with open(p, "wb") as f:
         block = os.urandom(1 << 20) if n > (1 << 20) else _data(n, seed)
-        left = n
-        while left > 0:
-            f.write(block[:left])
-            left -= len(block[:left])
+        left, i = n, 0
+        while left > 0:  # every MiB differs: a shifted part cannot pass for the right one
+            chunk = (i.to_bytes(8, "little") + block[8:])[:left] if n > (1 << 20) else block
+            f.write(chunk[:left])
+            left -= len(chunk[:left])
+            i += 1
     return p
 
 
-def test_cp_file_lands_on_drive_byte_identical(mounted: Mounted, tmp_path: Path) -> None:
-    src = _source(tmp_path, "big.bin", 24 << 20)
+def _sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest().upper()
+
+
+def test_cp_1gib_file_lands_on_drive_byte_identical(mounted: Mounted, tmp_path: Path) -> None:
+    src = _source(tmp_path, "big.bin", 1 << 30)
     subprocess.run(["cp", str(src), str(mounted.path / "big.bin")], check=True)
     # visible at once with its local size, before the upload finished
     assert (mounted.path / "big.bin").stat().st_size == src.stat().st_size
     mounted.wait_idle()
-    assert DriveReader(mounted.drive).read("/big.bin") == src.read_bytes()
-    assert (mounted.path / "big.bin").read_bytes() == src.read_bytes()
+    meta = DriveReader(mounted.drive).get("/big.bin")
+    assert meta is not None
+    want = _sha1(src)
+    assert (meta["size"], meta["content_hash"].upper()) == (1 << 30, want)  # the drive's SHA-1
+    assert _sha1(mounted.path / "big.bin") == want
+    received = mounted.drive.stats()["part_bytes_received"]
+    assert received == 1 << 30  # nothing sent twice
     mounted.check_logs()
 
 
@@ -59,7 +75,7 @@ def test_rsync_tree_with_small_files_and_nested_folders(mounted: Mounted, tmp_pa
         d = tree / f"d{i % 4}" / f"sub{i % 3}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"f{i}.txt").write_bytes(_data(1000 + i * 37, i))
-    _source(tree, "large.bin", 20 << 20)
+    _source(tree, "large.bin", 200 << 20)
     r = subprocess.run(
         ["rsync", "-a", f"{tree}/", f"{mounted.path}/tree/"], capture_output=True, text=True
     )
