@@ -33,9 +33,11 @@ class Mounted:
         base: Path,
         drive: DriveServer,
         env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
         **sections: dict[str, Any],
     ) -> None:
         self.env = env or {}  # extra environment for the daemon (crash points)
+        self.args = args  # extra arguments for `panfs mount` (-o ...)
         self.base = base
         self.drive = drive
         self.path = base / "mnt"
@@ -50,7 +52,8 @@ class Mounted:
         env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"), **self.env)
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
-                [*PANFS, "mount", "--foreground", "--config", str(self.config), str(self.path)],
+                [*PANFS, "mount", "--foreground", "--config", str(self.config), *self.args,
+                 str(self.path)],
                 stdout=err, stderr=err, env=env,
             )  # fmt: skip
         proc = self.proc
