@@ -22,7 +22,7 @@ from panfs.server.http import Request, Send, drop, reply
 from panfs.server.store import Part
 
 if TYPE_CHECKING:
-    from panfs.server.app import DriveApp
+    from panfs.server.state import ServerState as DriveApp
 
 HOST_ID = "cn-beijing-data.aliyundrive.net"
 MESSAGES = {
