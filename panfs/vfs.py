@@ -163,7 +163,9 @@ class Core:
                 continue  # local and remote disagree on the kind: keep the local view
             self._adopt_remote(node, item)
         # pending versions of this folder that the listing cannot show yet
-        for job in self.journal.jobs(ACTIVE):
+        # (interrupted ones too, at the size they reached: finish them with `rsync
+        # --append-verify` or a new cp, or remove them)
+        for job in self.journal.jobs((*ACTIVE, "interrupted")):
             if job.parent_file_id != folder.file_id:
                 continue
             node = self.inodes.child(folder, job.name)
@@ -425,12 +427,14 @@ class Core:
         return n
 
     async def flush(self, fh: int) -> None:
-        """close(): if this is the last writer, record the version's state durably, so a
-        daemon stopped before the RELEASE that follows still knows it was closed whole."""
+        """close(): if this is the last writer, record the version's size and mtime durably,
+        so a daemon stopped before the RELEASE that follows still knows it was closed whole.
+        No fsync of the data here (close() would wait for it; RELEASE does it): after a
+        power cut, a file whose data did not reach the disk no longer matches the record
+        (the file system orders size updates after data), so it counts as interrupted."""
         h = self.handles.get(fh)
         if h is None or not h.write or h.fd < 0 or h.version is None or h.node.writers != 1:
             return
-        await trio.to_thread.run_sync(os.fsync, h.fd)
         st = os.fstat(h.fd)
         self.versions.mark_flushed(h.version, st.st_size, st.st_mtime_ns)
 
@@ -487,12 +491,12 @@ class Core:
         crashpoint.reach("publish_after_journal")
         self.versions.remove(path)
         self._save_attrs(node, version_key(path))
-        if broken:
-            log.info("not uploading %s: a write failed (%s)", job.remote_path, broken)
-            return
         if previous is not None:
             self.journal.supersede(previous)
         node.job_id = job.id
+        if broken:
+            log.info("not uploading %s: a write failed (%s)", job.remote_path, broken)
+            return
         self.uploader.wake()
 
     async def setattr(
@@ -544,12 +548,16 @@ class Core:
             raise IsDirError(f"is a folder: {self._remote_path(parent, name)}")
         await self._drop_file(node)
         self.inodes.detach(node)
+        if node.open_handles == 0 and node.job_id is not None and not node.writers:
+            # its version is superseded now: the cache file goes (unless the upload had landed)
+            job_id, node.job_id, node.cache_path = node.job_id, None, None
+            self.settler.job_ended(job_id)
 
     async def _drop_file(self, node: Node) -> None:
         if node.job_id is not None:
             job = self.journal.get(node.job_id)
-            if job is not None and job.state in ACTIVE:
-                self.journal.supersede(node.job_id)
+            if job is not None and job.state != "done":
+                self.journal.supersede(node.job_id)  # pending, uploading, interrupted, failed
             if job is not None and job.file_id and job.state == "done":
                 await self.client.trash(job.file_id)
         if node.file_id is not None:

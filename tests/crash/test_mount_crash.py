@@ -6,6 +6,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -62,7 +63,9 @@ def test_kill_mid_upload_resumes_at_the_server_part(mounted: Mounted, tmp_path: 
     assert received <= size + PART, f"re-sent {received - size} bytes"
 
 
-def test_kill_while_cp_still_writing_leaves_it_interrupted(mounted: Mounted) -> None:
+def test_kill_while_cp_still_writing_leaves_it_interrupted(
+    mounted: Mounted, tmp_path: Path
+) -> None:
     target = mounted.path / "half.bin"
     writer = subprocess.Popen(
         [sys.executable, "-c",
@@ -91,6 +94,18 @@ def test_kill_while_cp_still_writing_leaves_it_interrupted(mounted: Mounted) -> 
     interrupted = [f for f in files if f["state"] == "interrupted"]
     assert [f["path"] for f in interrupted] == ["/half.bin"]
     assert interrupted[0]["size"] == 4 << 20
+    # it shows in the mount at the size it reached, and the user finishes it
+    assert (mounted.path / "half.bin").stat().st_size == 4 << 20
+    whole = tmp_path / "half.bin"
+    whole.write_bytes(b"x" * (4 << 20) + os.urandom(2 << 20))
+    r = subprocess.run(
+        ["rsync", "--append-verify", str(whole), str(mounted.path / "half.bin")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    mounted.wait_idle()
+    assert DriveReader(mounted.drive).read("/half.bin") == whole.read_bytes()
+    assert not [f for f in _status(mounted)["files"] if f["state"] == "interrupted"]  # type: ignore[union-attr]
 
 
 def test_kill_while_overwriting_keeps_old_version_whole(mounted: Mounted, tmp_path: Path) -> None:
@@ -148,7 +163,10 @@ def test_cache_disk_full_gives_enospc_and_keeps_closed_files(small_cache_mount: 
     status = _status(m)
     states = {f["path"]: f["state"] for f in status["files"]}  # type: ignore[index]
     assert states.get("/huge.bin") == "interrupted", status
-    (m.path / "after.txt").write_bytes(b"a" * 1000)  # and a small file still fits
+    # the user removes the cut-off file: its cache file goes, and new files fit again
+    (m.path / "huge.bin").unlink()
+    assert shutil.disk_usage(m.cache_dir).free > 30 << 20
+    (m.path / "after.txt").write_bytes(b"a" * 1000)
     m.drive.set_faults([])
     m.wait_idle()
     reader = DriveReader(m.drive)
