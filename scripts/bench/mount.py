@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """cp of SIZE into the panfs mount vs into a minimal pyfuse3 pass-through (the ceiling of our
 stack) vs to local disk, in one run; then the time until the file is on the drive and the
-daemon's peak RSS. Targets: cp into the mount ≥ 0.9× the pass-through; peak RSS ≤ 96 MiB.
+daemon's peak RSS. With rclone installed, the same cp through `rclone mount --vfs-cache-mode
+writes` of `rclone serve webdav` on loopback, side by side. Targets: cp into the mount ≥ 0.9×
+the pass-through; peak RSS ≤ 96 MiB.
 Needs root and /dev/fuse.
 
     .venv/bin/python scripts/bench/mount.py [--size 2GiB]
@@ -10,7 +12,10 @@ Needs root and /dev/fuse.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,6 +87,70 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rclone_side_by_side(src: Path, tmp: Path) -> tuple[float, float, int] | None:
+    """The same cp through `rclone mount --vfs-cache-mode writes` of `rclone serve webdav` on
+    loopback: (cp seconds, seconds until uploaded, rclone mount peak RSS), or None."""
+    rclone = shutil.which("rclone")
+    if rclone is None:
+        return None
+    served, mnt, cache = tmp / "rc-remote", tmp / "rc-mnt", tmp / "rc-cache"
+    for d in (served, mnt, cache):
+        d.mkdir()
+    port, rc_port = free_port(), free_port()
+    env = dict(
+        os.environ,
+        RCLONE_CONFIG_BENCH_TYPE="webdav",
+        RCLONE_CONFIG_BENCH_URL=f"http://127.0.0.1:{port}",
+        RCLONE_CONFIG_BENCH_VENDOR="other",
+    )
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    server = subprocess.Popen(
+        [rclone, "serve", "webdav", str(served), "--addr", f"127.0.0.1:{port}"], **quiet
+    )
+    mount = None
+    try:
+        time.sleep(1.0)
+        mount = subprocess.Popen(
+            [rclone, "mount", "bench:", str(mnt), "--vfs-cache-mode", "writes",
+             "--cache-dir", str(cache), "--rc", "--rc-addr", f"127.0.0.1:{rc_port}",
+             "--rc-no-auth"],
+            env=env, **quiet,
+        )  # fmt: skip
+        wait_mount(mnt, mount)
+        t0 = time.perf_counter()
+        took = cp(src, mnt / "f.bin")
+        size = src.stat().st_size
+        target = served / "f.bin"
+
+        def uploading() -> bool:
+            r = subprocess.run(
+                [rclone, "rc", "vfs/stats", "--url", f"http://127.0.0.1:{rc_port}/"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            try:
+                disk = json.loads(r.stdout).get("diskCache", {})
+            except ValueError:
+                return True
+            return bool(disk.get("uploadsInProgress") or disk.get("uploadsQueued"))
+
+        while not (target.exists() and target.stat().st_size == size) or uploading():
+            time.sleep(0.1)
+        until = time.perf_counter() - t0
+        return took, until, peak_rss(mount.pid)
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
+        for proc in (mount, server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
 
 
 def main() -> None:
@@ -159,6 +228,7 @@ def main() -> None:
             p.terminate()
             p.wait(30)
             drive.close()
+        rclone = rclone_side_by_side(src, tmp)
     mib = size / (1 << 20)
     print(f"{'what':<34}{'seconds':>9}{'MiB/s':>9}")
     for what, t in (
@@ -170,6 +240,14 @@ def main() -> None:
         print(f"{what:<34}{t:>9.2f}{mib / t:>9.0f}")
     print(f"ratio panfs/pass-through: {ceiling / ours:.2f} (target >= 0.9)")
     print(f"daemon peak RSS: {rss / (1 << 20):.0f} MiB (target <= 96)")
+    if rclone is None:
+        print("rclone: not installed (apt install rclone), not measured")
+    else:
+        rc_cp, rc_until, rc_rss = rclone
+        print(f"{'rclone mount: cp':<34}{rc_cp:>9.2f}{mib / rc_cp:>9.0f}")
+        print(f"{'rclone mount: cp until uploaded':<34}{rc_until:>9.2f}{mib / rc_until:>9.0f}")
+        print(f"rclone mount peak RSS: {rc_rss / (1 << 20):.0f} MiB")
+        print(f"panfs vs rclone: cp {rc_cp / ours:.2f}x, until uploaded {rc_until / on_drive:.2f}x")
 
 
 if __name__ == "__main__":

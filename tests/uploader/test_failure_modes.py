@@ -6,9 +6,11 @@ from the server's counters, how many part bytes were sent more than once.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 import yaml
 
 from tests.support.drive import DriveReader, DriveServer
+from tests.support.procs import PANFS, stop, wait_for
 from tests.uploader.conftest import MiB, Uploads, make_file, oss_error
 
 SIZE = 5 * MiB + 12345
@@ -336,3 +339,71 @@ def test_rapid_upload_sends_no_bytes(uploads: Any, tmp_path: Path) -> None:
     assert u.drive.stats()["part_bytes_received"] == sent  # the drive had the content
     assert u.drive.stats()["errors"].get("PreHashMatched") == 1
     assert DriveReader(u.drive).read("/two/copy.bin") == src.read_bytes()
+
+
+@pytest.fixture
+def drive_with_quota(tmp_path: Path) -> Any:
+    s = DriveServer(tmp_path / "d-quota", "--quota", "3MiB")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def test_quota_stops_the_file_with_a_reason_and_keeps_it(
+    drive_with_quota: DriveServer, tmp_path: Path
+) -> None:
+    """A permanent failure: that file stops, with the drive's reason in the journal and in
+    status; other files go on; nothing local is deleted."""
+    u = Uploads(tmp_path, drive_with_quota)
+    big = make_file(tmp_path / "big.bin", SIZE)
+    small = make_file(tmp_path / "small.bin", 1000)
+    before = big.read_bytes()
+    r = u.run(big, small, "/up", check=False)
+    assert r.returncode == 1
+    assert DriveReader(u.drive).read("/up/small.bin") == small.read_bytes()
+    assert big.read_bytes() == before
+    status = subprocess.run(
+        [*PANFS, "status", "--json", "--config", str(u.config)], capture_output=True, text=True
+    )
+    files = {f["path"]: f for f in json.loads(status.stdout)["files"]}
+    assert files["/up/big.bin"]["state"] == "failed"
+    assert "QuotaExhausted" in files["/up/big.bin"]["error"]
+    assert "Traceback" not in u.log.read_text()
+
+
+def test_transient_failure_is_retried_visibly(uploads: Any, tmp_path: Path) -> None:
+    """The drive answers 503 for a while: status shows the last error and the next retry,
+    and the upload finishes once the drive is back."""
+    u: Uploads = uploads()
+    src = make_file(tmp_path / "f.bin", SIZE)
+    u.drive.set_faults(
+        [{"op": "put_part", "match": {"part_number": 2}, "action": "status", "status": 503,
+          "body": "Service Unavailable", "times": 3}]
+    )  # fmt: skip
+    with open(u.log, "a") as err:
+        p = subprocess.Popen(
+            [*PANFS, "upload", "--json", "--config", str(u.config), str(src), "/up"],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        seen: dict[str, Any] = {}
+
+        def retrying() -> bool:
+            r = subprocess.run(
+                [*PANFS, "status", "--json", "--config", str(u.config)],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            files = json.loads(r.stdout)["files"] if r.returncode == 0 else []
+            hits = [f for f in files if f.get("error") and f.get("next_retry_at")]
+            if hits:
+                seen.update(hits[0])
+            return bool(hits)
+
+        wait_for(retrying, "a visible retry", p, limit=60)
+        assert "503" in seen["error"]
+        assert seen["state"] == "uploading"
+        assert p.wait(120) == 0
+    finally:
+        stop(p)
+    _check(u.drive, src, "/up/f.bin", 0)
