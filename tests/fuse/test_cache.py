@@ -40,6 +40,18 @@ def _downloaded(m: Mounted) -> int:
     return int(m.drive.stats()["download_bytes_sent"])
 
 
+def _on_the_drive_only(m: Mounted, name: str, size: int) -> bytes:
+    """Write a file, let it upload, then remount without any cached copy of it."""
+    data = os.urandom(size)
+    (m.path / name).write_bytes(data)
+    m.wait_idle()
+    m.close()
+    for e in os.scandir(m.cache_dir / "data"):
+        os.unlink(e.path)  # the clean copy is gone: reads must go to the drive
+    m.remount()
+    return data
+
+
 def test_clean_data_is_bounded_and_evicted_lru(small_cache: Mounted) -> None:
     m = small_cache
     blobs = {f"f{i}.bin": os.urandom(4 * MiB) for i in range(4)}
@@ -60,13 +72,7 @@ def test_clean_data_is_bounded_and_evicted_lru(small_cache: Mounted) -> None:
 
 def test_downloaded_ranges_are_kept_across_remounts(small_cache: Mounted) -> None:
     m = small_cache
-    data = os.urandom(6 * MiB + 5)
-    (m.path / "r.bin").write_bytes(data)
-    m.wait_idle()
-    m.close()
-    for e in os.scandir(m.cache_dir / "data"):
-        os.unlink(e.path)  # the clean copy is gone: reads must go to the drive
-    m.remount()
+    data = _on_the_drive_only(m, "r.bin", 6 * MiB + 5)
     with open(m.path / "r.bin", "rb") as f:
         f.seek(5 * MiB)
         assert f.read(MiB) == data[5 * MiB : 6 * MiB]
@@ -132,13 +138,7 @@ def test_attributes_survive_remount(mounted: Mounted, tmp_path: Path) -> None:
 
 def test_append_to_a_file_only_on_the_drive(small_cache: Mounted) -> None:
     m = small_cache
-    data = os.urandom(3 * MiB + 17)
-    (m.path / "a.bin").write_bytes(data)
-    m.wait_idle()
-    m.close()
-    for e in os.scandir(m.cache_dir / "data"):
-        os.unlink(e.path)
-    m.remount()
+    data = _on_the_drive_only(m, "a.bin", 3 * MiB + 17)
     with open(m.path / "a.bin", "ab") as f:  # fetched whole first, then appended to
         f.write(b"tail")
     with open(m.path / "a.bin", "r+b") as f:  # and modified in place
