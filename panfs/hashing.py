@@ -59,8 +59,10 @@ async def read_at(path: str, offset: int, length: int) -> bytes:
 
 @dataclass
 class PartBody:
-    """An async body for one part PUT: reads ``length`` bytes at ``offset`` in 1 MiB chunks,
-    hashing MD5, xxh3 (and SHA-1 when a running hasher is given) as it goes."""
+    """One part's bytes for a PUT, read in 1 MiB chunks and hashed (MD5, xxh3, and SHA-1 when
+    a running hasher is given) on the way. ``produce`` reads and hashes in a worker thread
+    and hands chunks over a channel; ``consume`` is the request body. Run in one nursery,
+    the next chunk is read and hashed while the previous one is on the wire."""
 
     path: str
     offset: int
@@ -78,16 +80,22 @@ class PartBody:
             self.sha1.update(data)
         return data
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            pos, end = self.offset, self.offset + self.length
-            while pos < end:
-                data = await trio.to_thread.run_sync(self._read, fd, pos, min(CHUNK, end - pos))
-                if not data:
-                    raise OSError(f"{self.path} shrank while uploading")
-                pos += len(data)
+    async def produce(self, send: trio.MemorySendChannel[bytes]) -> None:
+        async with send:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                pos, end = self.offset, self.offset + self.length
+                while pos < end:
+                    data = await trio.to_thread.run_sync(self._read, fd, pos, min(CHUNK, end - pos))
+                    if not data:
+                        raise OSError(f"{self.path} shrank while uploading")
+                    pos += len(data)
+                    await send.send(data)
+            finally:
+                os.close(fd)
+
+    async def consume(self, receive: trio.MemoryReceiveChannel[bytes]) -> AsyncIterator[bytes]:
+        async with receive:
+            async for data in receive:
                 self.sent += len(data)
                 yield data
-        finally:
-            os.close(fd)

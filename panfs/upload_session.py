@@ -339,7 +339,7 @@ class UploadSession:
                 url = await self._url(job, n)
                 body = PartBody(job.source, offset, length, sha1.copy() if sha1 else None)
                 try:
-                    etag = await self.client.put_part(url, body, length)
+                    etag = await self._put(url, body, length)
                 except PartError as e:
                     if e.url_expired:
                         self.urls.pop(n, None)
@@ -372,6 +372,17 @@ class UploadSession:
                 n += 1
                 self.on_progress(self.job_id, offset)
         return str(sha1.hexdigest().upper() if sha1 is not None else full_sha1["v"])
+
+    async def _put(self, url: str, body: PartBody, length: int) -> str:
+        """PUT one part while its next chunk is read and hashed (one chunk ahead: a channel
+        of 1 is the pipeline, and bounds memory to two chunks)."""
+        with _unwrap_single():
+            async with trio.open_nursery() as nursery:
+                send, receive = trio.open_memory_channel[bytes](1)
+                nursery.start_soon(body.produce, send)
+                etag = await self.client.put_part(url, body.consume(receive), length)
+                nursery.cancel_scope.cancel()  # an early answer must not leave it waiting
+        return etag
 
     async def _realign(self, job: Job, sha1: Any) -> tuple[int, int, Any]:
         offset, n = await self._reconcile(job)
