@@ -1,7 +1,14 @@
-"""Bench helper: start ``panfs serve`` on a temp root and get an access token (raw HTTP)."""
+"""Bench helper: start ``panfs serve`` on a temp root and get an access token (raw HTTP).
+
+The server stands in for a remote service, so it should not take its CPU from the client
+under test (nor the client from it): ``split_cpus()`` gives the server one half of the CPUs
+and the calling process (and what it starts later) the other half. On one CPU it does
+nothing.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +18,27 @@ import httpx
 import yaml
 
 
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(server CPUs, client CPUs), or None on a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
+
+
 class Drive:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, server_cpus: set[int] | None = None) -> None:
+        def pin() -> None:
+            if server_cpus:
+                os.sched_setaffinity(0, server_cpus)
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "panfs", "serve", "--root", str(root), "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            preexec_fn=pin,
         )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().split()[-1]
