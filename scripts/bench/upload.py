@@ -114,7 +114,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="2GiB")
     ap.add_argument("--rss-sizes", default="1GiB,8GiB")
-    ap.add_argument("--rounds", type=int, default=2, help="bare/panfs pairs, order alternating")
+    ap.add_argument("--rounds", type=int, default=3, help="bare/panfs pairs, order alternating")
     a = ap.parse_args()
     size = parse_size(a.size)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp_s:
@@ -131,18 +131,20 @@ def main() -> None:
             for r in range(a.rounds):  # bare, panfs, panfs, bare, ...: neither always goes first
                 order = ("bare", "ours") if r % 2 == 0 else ("ours", "bare")
                 for which in order:
+                    os.sync()  # the last run's 2 GiB must not still be writing back in this one
                     if which == "bare":
                         bares.append(bare_loop(drive, src, size, f"bare{r}.bin"))
                     else:
                         ourses.append(panfs_upload(drive, tmp, src, f"ours{r}")[0])
             mib = size / (1 << 20)
-            print(f"{'what':<26}{'seconds':>9}{'MiB/s':>9}   (best of {a.rounds}; all: seconds)")
+            print(f"{'what':<26}{'seconds':>9}{'MiB/s':>9}   (best of {a.rounds}; all runs, s)")
             bare, ours = min(bares), min(ourses)
             print(f"{'bare httpx PUT loop':<26}{bare:>9.2f}{mib / bare:>9.0f}   {bares}")
             print(f"{'panfs upload':<26}{ours:>9.2f}{mib / ours:>9.0f}   {ourses}")
             median = statistics.median(bares) / statistics.median(ourses)
-            print(f"ratio panfs/bare: {bare / ours:.2f} best to best (target >= 0.9)")
-            print(f"ratio panfs/bare: {median:.2f} median to median")
+            # the median: a shared disk makes single runs swing by a third either way
+            print(f"ratio panfs/bare: {median:.2f} median to median (target >= 0.9)")
+            print(f"ratio panfs/bare: {bare / ours:.2f} best to best")
             os.unlink(src)
             for s in a.rss_sizes.split(","):
                 n = parse_size(s)
