@@ -49,3 +49,30 @@ def test_upload_usage_errors(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unusable_cache_dir_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"cache:\n  dir: {tmp_path / 'file' / 'sub'}\n")
+    (tmp_path / "mp").mkdir()
+    r = run_panfs(["mount", "--config", str(cfg), str(tmp_path / "mp")])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"panfs mount: error: cannot create cache dir {tmp_path / 'file' / 'sub'}: "
+        "Not a directory; set cache.dir"
+    ]
+
+
+def test_missing_refresh_token_is_one_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "remote:\n  endpoint: http://127.0.0.1:9\n  client_id: x\n"
+        f"cache:\n  dir: {tmp_path / 'cache'}\n"
+    )
+    (tmp_path / "mp").mkdir()
+    r = run_panfs(["mount", "--config", str(cfg), str(tmp_path / "mp")])
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "remote.refresh_token is missing" in lines[0]
