@@ -199,13 +199,11 @@ class Core:
 
     def _save_attrs(self, node: Node, key: str | None = None) -> None:
         """Keep what ``chmod``/``chown``/``touch`` set, under the node's current identity."""
-        if key is not None:
-            pass
-        elif node.dirty and node.cache_path:
+        if key is None and node.dirty and node.cache_path:
             key = version_key(node.cache_path)
-        elif node.file_id:
+        elif key is None and node.file_id:
             key = drive_key(node.file_id)
-        else:
+        if key is None:
             return
         self.attrs.put(key, Attrs(node.mode, node.uid, node.gid, node.atime_ns, node.mtime_ns))
 
