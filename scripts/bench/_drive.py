@@ -67,6 +67,35 @@ class Drive:
         ).json()["default_drive_id"]
         return access, drive_id
 
+    def create_file(
+        self, http: httpx.Client, name: str, size: int, parts: int
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """A new upload session in the root: (auth headers, the create answer + drive_id)."""
+        access, drive_id = self.access()
+        h = {"Authorization": f"Bearer {access}"}
+        created: dict[str, Any] = http.post(
+            f"{self.url}/adrive/v1.0/openFile/create",
+            headers=h,
+            json={
+                "drive_id": drive_id,
+                "parent_file_id": "root",
+                "name": name,
+                "type": "file",
+                "size": size,
+                "part_info_list": [{"part_number": i} for i in range(1, parts + 1)],
+            },
+        ).json()
+        created["drive_id"] = drive_id
+        return h, created
+
+    def complete(self, http: httpx.Client, h: dict[str, str], c: dict[str, Any]) -> None:
+        r = http.post(
+            f"{self.url}/adrive/v1.0/openFile/complete",
+            headers=h,
+            json={"drive_id": c["drive_id"], "file_id": c["file_id"], "upload_id": c["upload_id"]},
+        )
+        assert r.status_code == 200, r.text
+
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = httpx.get(f"{self.url}/admin/stats", headers=self.admin).json()
         return out

@@ -40,33 +40,15 @@ def local_write(tmp: Path, block: bytes, parts: int) -> float:
 
 
 def ingest(drive: Drive, block: bytes, parts: int, name: str) -> float:
-    access, drive_id = drive.access()
-    h = {"Authorization": f"Bearer {access}"}
     with httpx.Client(timeout=300) as http:
-        c = http.post(
-            f"{drive.url}/adrive/v1.0/openFile/create",
-            headers=h,
-            json={
-                "drive_id": drive_id,
-                "parent_file_id": "root",
-                "name": name,
-                "type": "file",
-                "size": parts * PART,
-                "part_info_list": [{"part_number": i} for i in range(1, parts + 1)],
-            },
-        ).json()
+        h, c = drive.create_file(http, name, parts * PART, parts)
         os.sync()
         t0 = time.perf_counter()
         for info in c["part_info_list"]:
             r = http.put(info["upload_url"], content=block)
             assert r.status_code == 200, r.text
         took = time.perf_counter() - t0
-        done = http.post(
-            f"{drive.url}/adrive/v1.0/openFile/complete",
-            headers=h,
-            json={"drive_id": drive_id, "file_id": c["file_id"], "upload_id": c["upload_id"]},
-        )
-        assert done.status_code == 200, done.text
+        drive.complete(http, h, c)
     return took
 
 

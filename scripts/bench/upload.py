@@ -82,31 +82,13 @@ def panfs_upload(drive: Drive, tmp: Path, src: Path, name: str) -> tuple[float, 
 
 
 def bare_loop(drive: Drive, src: Path, size: int, name: str) -> float:
-    access, drive_id = drive.access()
-    h = {"Authorization": f"Bearer {access}"}
-    n = (size + PART - 1) // PART
     t0 = time.perf_counter()
     with httpx.Client(timeout=300) as http, open(src, "rb") as f:
-        c = http.post(
-            f"{drive.url}/adrive/v1.0/openFile/create",
-            headers=h,
-            json={
-                "drive_id": drive_id,
-                "parent_file_id": "root",
-                "name": name,
-                "type": "file",
-                "size": size,
-                "part_info_list": [{"part_number": i} for i in range(1, n + 1)],
-            },
-        ).json()
+        h, c = drive.create_file(http, name, size, (size + PART - 1) // PART)
         for info in c["part_info_list"]:
             r = http.put(info["upload_url"], content=f.read(PART))
             assert r.status_code == 200, r.text
-        http.post(
-            f"{drive.url}/adrive/v1.0/openFile/complete",
-            headers=h,
-            json={"drive_id": drive_id, "file_id": c["file_id"], "upload_id": c["upload_id"]},
-        )
+        drive.complete(http, h, c)
     return time.perf_counter() - t0
 
 
