@@ -56,6 +56,8 @@ class InodeTable:
         root.children = {}
         self._nodes: dict[int, Node] = {ROOT_INO: root}
         self._next = ROOT_INO + 1
+        # cache file of a local version → the node it is a version of (until it settles)
+        self._versions: dict[str, Node] = {}
 
     def __getitem__(self, ino: int) -> Node:
         return self._nodes[ino]
@@ -65,6 +67,16 @@ class InodeTable:
 
     def nodes(self) -> list[Node]:
         return list(self._nodes.values())
+
+    def note_version(self, cache_path: str, node: Node) -> None:
+        self._versions[cache_path] = node
+
+    def version_owner(self, cache_path: str) -> Node | None:
+        """The node ``cache_path`` is (or was) a version of, while that version is unsettled."""
+        return self._versions.get(cache_path)
+
+    def settle_version(self, cache_path: str) -> None:
+        self._versions.pop(cache_path, None)
 
     def add(self, parent: Node, name: str, is_dir: bool, **attrs: object) -> Node:
         node = Node(self._next, parent.ino, name, is_dir, **attrs)  # type: ignore[arg-type]

@@ -110,14 +110,15 @@ class Settler:
             return  # `panfs upload` of a user's file: nothing of ours to settle
         if job.state == "done" and job.file_id:
             self._landed(job, job.file_id)
+            self.inodes.settle_version(job.source)
         elif job.state == "superseded" and not self._in_use(job.source):
             self.cache.remove(job.source)
             self.attrs.drop(version_key(job.source))
+            self.inodes.settle_version(job.source)
 
     def _landed(self, job: Job, file_id: str) -> None:
-        for node in self.inodes.nodes():
-            if node.job_id != job.id and node.cache_path != job.source:
-                continue
+        node = self.inodes.version_owner(job.source)  # no scan of every node per upload
+        if node is not None:
             node.file_id = file_id
             if node.job_id == job.id:
                 node.job_id = None
@@ -134,4 +135,5 @@ class Settler:
         self.journal.remove(job.id)
 
     def _in_use(self, path: str) -> bool:
-        return any(n.cache_path == path for n in self.inodes.nodes())
+        node = self.inodes.version_owner(path)
+        return node is not None and node.cache_path == path

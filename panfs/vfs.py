@@ -209,6 +209,7 @@ class Core:
 
     def _adopt_job(self, node: Node, job_id: int, source: str, size: int) -> None:
         node.job_id, node.cache_path, node.dirty, node.size = job_id, source, True, size
+        self.inodes.note_version(source, node)
         if not node.mtime_ns:
             node.mtime_ns = node.ctime_ns = node.atime_ns = time.time_ns()
             self._apply_attrs(node, version_key(source))
@@ -334,6 +335,7 @@ class Core:
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
         path = self.cache.new_file(copy_from=None if truncate else src)
+        self.inodes.note_version(path, node)
         self.versions.add(
             cache_path=path,
             parent_file_id=parent.file_id,
@@ -473,6 +475,7 @@ class Core:
         if not node.linked:
             self.versions.remove(path)
             self.cache.remove(path)
+            self.inodes.settle_version(path)
             return
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
