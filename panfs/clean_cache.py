@@ -180,25 +180,22 @@ class CleanCache:
         with self.conn:
             self.conn.execute("DELETE FROM clean WHERE file_id = ?", (file_id,))
 
-    def evict(self, keep: str | None = None) -> list[str]:
-        """Least recently used first, until the clean bytes fit ``max_size``. Returns the
-        evicted file ids. ``keep`` (a file being fetched whole) is never evicted."""
+    def evict(self, keep: str | None = None) -> None:
+        """Least recently used first, until the clean bytes fit ``max_size``. ``keep`` (a
+        file being fetched whole) is never evicted."""
         total = self.usage()
-        evicted: list[str] = []
         if total <= self.max_size:
-            return evicted
-        order = sorted(self.entries.items(), key=lambda kv: kv[1].used_at)
-        for file_id, e in order:
+            return
+        evicted = 0
+        for file_id, e in sorted(self.entries.items(), key=lambda kv: kv[1].used_at):
             if total <= self.max_size:
                 break
             if file_id == keep:
                 continue
             total -= e.present
             self.drop(file_id)
-            evicted.append(file_id)
-        if evicted:
-            log.info("cache: evicted %d clean files, %d bytes kept", len(evicted), total)
-        return evicted
+            evicted += 1
+        log.info("cache: evicted %d clean files, %d bytes kept", evicted, total)
 
     def forget_missing(self) -> None:
         """Start-up: rows whose cache file is gone are dropped."""

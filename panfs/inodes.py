@@ -65,9 +65,6 @@ class InodeTable:
     def get(self, ino: int) -> Node | None:
         return self._nodes.get(ino)
 
-    def nodes(self) -> list[Node]:
-        return list(self._nodes.values())
-
     def note_version(self, cache_path: str, node: Node) -> None:
         self._versions[cache_path] = node
 

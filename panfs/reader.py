@@ -53,8 +53,3 @@ class RangeReader:
             self._window.clear()
         self._window[file_id] = (off, data)
         return off, data
-
-    async def read(self, file_id: str, size: int, off: int, length: int) -> bytes:
-        start, data = await self.fetch(file_id, size, off, length)
-        end = min(size, off + length)
-        return data[off - start : end - start]
