@@ -62,10 +62,12 @@ class CleanCache:
             "SELECT file_id, path, size, ranges, used_at FROM clean"
         ):
             self.entries[file_id] = Entry(path, size, json.loads(ranges), used_at)
+        # bytes present over all entries, kept as they change (eviction runs per stored range)
+        self._present = sum(e.present for e in self.entries.values())
 
     # -- reading -----------------------------------------------------------------------
     def usage(self) -> int:
-        return sum(e.present for e in self.entries.values())
+        return self._present
 
     def paths(self) -> set[str]:
         return {e.path for e in self.entries.values()}
@@ -149,7 +151,9 @@ class CleanCache:
             return
         if self.entries.get(file_id) is not e:
             return  # dropped meanwhile
+        before = e.present
         e.ranges = merge(e.ranges, off, off + len(data))
+        self._present += e.present - before
         e.used_at = time.time()
         self._save(file_id, e)
         self.evict(keep=file_id if pin else None)
@@ -157,10 +161,13 @@ class CleanCache:
     def adopt(self, file_id: str, path: str, size: int) -> None:
         """An uploaded version's cache file holds the drive file's bytes: keep it as clean."""
         old = self.entries.get(file_id)
-        if old is not None and old.path != path:
-            self.cache.remove(old.path)
+        if old is not None:
+            self._present -= old.present
+            if old.path != path:
+                self.cache.remove(old.path)
         e = Entry(path, size, [[0, size]] if size else [], time.time())
         self.entries[file_id] = e
+        self._present += e.present
         self._save(file_id, e)
         self.evict()
 
@@ -176,6 +183,7 @@ class CleanCache:
         e = self.entries.pop(file_id, None)
         if e is None:
             return
+        self._present -= e.present
         self.cache.remove(e.path)
         with self.conn:
             self.conn.execute("DELETE FROM clean WHERE file_id = ?", (file_id,))

@@ -357,9 +357,10 @@ class Core:
         write = (flags & os.O_ACCMODE) != os.O_RDONLY
         trunc = bool(flags & os.O_TRUNC)
         if not write:
-            # a local version is read from its file; drive bytes through the clean cache
-            fd = self.cache.open(node.cache_path) if node.cache_path else -1
-            return self._handle(node, fd, False, False)
+            # a local version, or a drive file wholly in the clean cache, is read from its
+            # file; other drive bytes range by range through the clean cache
+            path = self._local_bytes(node)
+            return self._handle(node, self.cache.open(path) if path else -1, False, False)
         if node.writers:
             # another writer has this version open already: share it
             assert node.cache_path is not None
@@ -393,11 +394,17 @@ class Core:
         return path
 
     # -- data ------------------------------------------------------------------
+    def _local_bytes(self, node: Node) -> str | None:
+        """A file holding all of ``node``'s current bytes, if there is one."""
+        if node.cache_path or node.file_id is None:
+            return node.cache_path
+        return self.clean.full_path(node.file_id, node.size)
+
     async def read(self, fh: int, off: int, size: int) -> bytes:
         h = self.handles[fh]
         node = h.node
-        if h.fd < 0 and node.cache_path:
-            h.fd = self.cache.open(node.cache_path)
+        if h.fd < 0 and (path := self._local_bytes(node)):
+            h.fd = self.cache.open(path)  # became local since open: no more range lookups
         if h.fd >= 0:
             return os.pread(h.fd, size, off)
         if off >= node.size or node.file_id is None:
