@@ -290,8 +290,9 @@ class UploadSession:
         whatever it lacks is sent again; a second refusal with nothing missing stops the
         job with the drive's reason (the parts stay, nothing is deleted)."""
         refusals = 0
+        digest: str | None = None
         while True:
-            digest = await self._send_parts(job, offset, n, sha1)
+            digest = await self._send_parts(job, offset, n, sha1, digest)
             try:
                 await self._complete(self.job(), digest)
                 return
@@ -302,30 +303,31 @@ class UploadSession:
                 log.info("job %d: complete refused (%s): re-listing parts", self.job_id, e)
                 job = self.job()
                 offset, n = await self._reconcile(job)
-                sha1 = None
+                sha1 = None  # the file's SHA-1 is known: the source is unchanged
 
-    async def _send_parts(self, job: Job, offset: int, n: int, sha1: Any) -> str:
-        """Send parts from ``offset`` as part ``n`` onwards; ``sha1`` covers [0, offset) or is
-        None (resume: the whole-file SHA-1 is computed beside the upload). Returns the
-        whole file's SHA-1 once every part is acknowledged and the source is unchanged."""
-        full_sha1: dict[str, str] = {}
+    async def _send_parts(
+        self, job: Job, offset: int, n: int, sha1: Any, known: str | None = None
+    ) -> str:
+        """Send parts from ``offset`` as part ``n`` onwards; ``sha1`` covers [0, offset), or
+        is None with the file's SHA-1 ``known``, or None (resume: the whole-file SHA-1 is
+        computed beside the upload). Returns the whole file's SHA-1 once every part is
+        acknowledged and the source is unchanged."""
         with _unwrap_single():
-            digest = await self._send_loop(job, offset, n, sha1, full_sha1)
+            digest = await self._send_loop(job, offset, n, sha1, known)
         now_ident = await trio.to_thread.run_sync(identity, job.source)
         if now_ident != job.identity:
             self.journal.set_identity(self.job_id, now_ident)
             raise CorruptSession(f"{job.source} changed during the upload")
         return digest
 
-    async def _send_loop(
-        self, job: Job, offset: int, n: int, sha1: Any, full_sha1: dict[str, str]
-    ) -> str:
+    async def _send_loop(self, job: Job, offset: int, n: int, sha1: Any, known: str | None) -> str:
         assert job.file_id
         assert job.upload_id
         assert job.part_size
         part = job.part_size
+        full_sha1: dict[str, str] = {"v": known} if known else {}
         async with trio.open_nursery() as nursery:
-            if sha1 is None:
+            if sha1 is None and known is None:
                 # resume: hash the local file concurrently with sending the rest
                 async def whole() -> None:
                     digests = await range_digests(job.source, 0, job.size, "sha1")
