@@ -115,6 +115,9 @@ class Settler:
             self.cache.remove(job.source)
             self.attrs.drop(version_key(job.source))
             self.inodes.settle_version(job.source)
+            if job.file_id is None:
+                # nothing of it reached the drive: no listing needs the row to hide it
+                self.journal.remove(job.id)
 
     def _landed(self, job: Job, file_id: str) -> None:
         node = self.inodes.version_owner(job.source)  # no scan of every node per upload
