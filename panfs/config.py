@@ -101,6 +101,18 @@ def _seconds(v: Any) -> float:
     return float(v)
 
 
+def _delay(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ValueError("expected a number of seconds >= 0")
+    return float(v)
+
+
+def _suffix(v: Any) -> str:
+    if not isinstance(v, str) or not v or "/" in v or len(v.encode()) > 64:
+        raise ValueError("expected a short file-name suffix such as .panfslink")
+    return v
+
+
 def _drive(v: Any) -> str:
     if v not in ("default", "resource", "backup"):
         raise ValueError("expected one of default, resource, backup")
@@ -145,7 +157,18 @@ SCHEMA: dict[str, Key] = {
     "upload.rapid_upload": Key(_bool, True, "try pre_hash / content-hash rapid upload"),
     "upload.rapid_threshold": Key(_size, 100 * MiB, "files at least this big try pre_hash first"),
     "upload.url_margin": Key(_seconds, 300.0, "refresh upload URLs this long before expiry"),
+    "upload.delay": Key(
+        _delay,
+        2.0,
+        "write-back delay: seconds a closed file waits (a burst"
+        " of saves uploads once); umount --wait does not wait it out",
+    ),
     "mount.list_ttl": Key(_seconds, 30.0, "seconds a remote folder listing stays fresh"),
+    "mount.link_suffix": Key(
+        _suffix,
+        ".panfslink",
+        "symbolic links are stored on the drive as small files whose name ends with this",
+    ),
     "mount.allow_other": Key(_bool, False, "let other users see the mount"),
 }
 

@@ -87,6 +87,7 @@ async def run_mount(
                     client=client, journal=journal, uploader=uploader, cache=cache,
                     versions=versions, clean=clean, attrs=AttrStore(db),
                     list_ttl=cfg["mount.list_ttl"], uid=os.getuid(), gid=os.getgid(),
+                    upload_delay=cfg["upload.delay"], link_suffix=cfg["mount.link_suffix"],
                 )  # fmt: skip
                 core.recover()
                 uploader.wake()

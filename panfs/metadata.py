@@ -36,9 +36,11 @@ SCHEMA = [
         part_size        INTEGER,               -- session: nominal part size planned
         sent_bytes       INTEGER NOT NULL DEFAULT 0,  -- bytes the server acknowledged
         error            TEXT,                  -- last error, one line; NULL none
-        next_retry_at    REAL,                  -- unix seconds of the next try after an error
+        next_retry_at    REAL,                  -- unix seconds of the next try (error, delay)
         created_at       REAL NOT NULL,
-        updated_at       REAL NOT NULL
+        updated_at       REAL NOT NULL,
+        landed_at        REAL                   -- complete answered, hashes agreed: this version
+                                                --   IS the name on the drive (post-steps remain?)
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
@@ -67,6 +69,14 @@ SCHEMA = [
         flushed_mtime_ns INTEGER                --   (FLUSH); NULL: never closed
     )
     """,
+    """
+    CREATE TABLE IF NOT EXISTS doomed (
+        file_id   TEXT PRIMARY KEY,             -- a drive file of ours no name may show again:
+        reason    TEXT NOT NULL,                --   the reaper trashes it (retried until gone)
+        added_at  REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS jobs_name ON jobs(parent_file_id, name)",
     """
     CREATE TABLE IF NOT EXISTS clean (
         file_id   TEXT PRIMARY KEY,             -- drive file whose bytes are cached
@@ -100,6 +110,7 @@ def open_db(path: Path) -> sqlite3.Connection:
             conn.execute(stmt)
         _add_columns(conn, "open_versions", {"flushed_size": "INTEGER",
                                              "flushed_mtime_ns": "INTEGER"})  # fmt: skip
+        _add_columns(conn, "jobs", {"landed_at": "REAL"})
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return conn
 

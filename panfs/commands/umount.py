@@ -25,14 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def wait_uploads(cache_dir: Path, poll: float = 0.2) -> None:
-    """Block until the journal in ``cache_dir`` has nothing pending or uploading."""
+    """Block until the journal in ``cache_dir`` has nothing to upload and nothing to trash."""
     from panfs.journal import Journal
     from panfs.metadata import open_db
 
     db = open_db(cache_dir / "journal.db")
     try:
         journal = Journal(db)
-        while journal.jobs(("pending", "uploading")):
+        journal.clear_delays()  # no write-back delay to wait out: upload now
+        while journal.busy():
             time.sleep(poll)
     finally:
         db.close()

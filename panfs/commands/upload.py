@@ -125,7 +125,7 @@ async def _main(
                     replaces = prior.file_id if not prior.is_dir else None
                 except RemoteNotFoundError:
                     replaces = None
-                job = journal.add(
+                job, _ = journal.add(
                     source=str(src),
                     parent_file_id=parent_id,
                     name=name,
