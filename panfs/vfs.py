@@ -416,10 +416,15 @@ class Core:
             doomed += self.journal.abandon(job.id)
             if job.state == "done" and job.file_id:
                 doomed.append(job.file_id)
-        doomed += self.journal.doom([node.file_id], "its name was removed")
+        doom = [node.file_id]
         if node.version_open and node.cache_path:
-            # a writer still has it open: its bytes go with the last handle, never uploaded
+            # still open (or its close not yet queued): its bytes go with the last handle,
+            # never uploaded; the drive file it was to replace goes now
+            v = self.versions.open_versions.get(node.cache_path)
+            if v is not None:
+                doom.append(v.replaces_file_id)
             self.versions.open_versions.remove(node.cache_path)
+        doomed += self.journal.doom(doom, "its name was removed")
         node.job_id = None
         for job in jobs:
             if job.id not in self.uploader.running:
@@ -474,6 +479,9 @@ class Core:
                 # a new file over an old one (rsync's temp file): the old stays on the drive
                 # until the new version has landed, then the uploader trashes it
                 replaces = self.versions.remote_id(target)
+                if target.version_open and target.cache_path:
+                    v = self.versions.open_versions.get(target.cache_path)
+                    replaces = replaces or (v.replaces_file_id if v else None)
                 for job in self.journal.name_jobs(dst_parent.file_id, target.drive_name):
                     if self.journal.supersede(job.id) and job.id not in self.uploader.running:
                         self.versions.job_ended(job.id)
