@@ -4,6 +4,7 @@ process panfs starts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,10 +53,8 @@ def test_mount_from_a_directory_holding_a_panfs_folder(tmp_path: Path) -> None:
     finally:
         subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True)
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             wait_for(lambda: not _alive(pid), "the daemon to exit")
 
 
