@@ -131,6 +131,10 @@ class Versions:
             node.size = 0
 
     def _record(self, node: Node, path: str) -> None:
+        self.inodes.note_version(path, node)
+        node.cache_path, node.dirty, node.version_open = path, True, True
+        if not node.linked:
+            return  # its name went while the bytes were copied: never a crash marker
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
         self.open_versions.add(
@@ -140,8 +144,6 @@ class Versions:
             remote_path=self.inodes.path(node),
             replaces_file_id=self.remote_id(node),
         )
-        self.inodes.note_version(path, node)
-        node.cache_path, node.dirty, node.version_open = path, True, True
 
     def _reopen(self, node: Node) -> str | None:
         """The current version is queued but nothing on the drive depends on it yet (no
