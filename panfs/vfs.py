@@ -39,6 +39,7 @@ from panfs.inodes import ROOT_INO, InodeTable, Node
 from panfs.journal import ACTIVE, Journal
 from panfs.pending import OpenVersions
 from panfs.reader import RangeReader
+from panfs.readpath import ReadPath
 from panfs.remote.client import OpenApiClient
 from panfs.settle import Settler
 from panfs.uploader import Uploader
@@ -103,8 +104,8 @@ class Core:
         self.inodes = InodeTable(uid, gid, time.time_ns())
         self.handles: dict[int, Handle] = {}
         self._next_fh = 1
-        self.reader = RangeReader(client)
         self.clean = clean
+        self.reads = ReadPath(RangeReader(client), clean)  # daemon runs its read-ahead
         self.attrs = attrs
         self.settler = Settler(
             journal=journal, versions=versions, clean=clean, attrs=attrs, cache=cache,
@@ -384,11 +385,11 @@ class Core:
         while (path := self.clean.full_path(file_id, size)) is None:
             off = self.clean.gap_from(file_id, off)
             until = self.clean.next_present(file_id, off)
-            start, data = await self.reader.fetch(file_id, size, off, 8 << 20, until)
+            end = min(size, off + (4 << 20), until if until is not None and until > off else size)
+            data = await self.reads.fetch(file_id, size, off, end - off)
             if not data:
                 raise RemoteNotFoundError(f"{self.inodes.path(node)} ended early on the drive")
-            await self.clean.store(file_id, size, start, data, pin=True)
-            off = start + len(data)
+            off += len(data)
             if off >= size and self.clean.full_path(file_id, size) is None:
                 raise CacheFullError("cannot keep a copy of the drive file; free cache space")
         return path
@@ -407,16 +408,9 @@ class Core:
             h.fd = self.cache.open(path)  # became local since open: no more range lookups
         if h.fd >= 0:
             return os.pread(h.fd, size, off)
-        if off >= node.size or node.file_id is None:
+        if node.file_id is None:
             return b""
-        file_id, total = node.file_id, node.size
-        cached = self.clean.read(file_id, total, off, size)
-        if cached is not None:
-            return cached
-        until = self.clean.next_present(file_id, off)
-        start, data = await self.reader.fetch(file_id, total, off, size, until)
-        await self.clean.store(file_id, total, start, data)
-        return data[off - start : min(total, off + size) - start]
+        return await self.reads.read(node.file_id, node.size, off, size)
 
     async def write(self, fh: int, off: int, data: bytes) -> int:
         h = self.handles[fh]
