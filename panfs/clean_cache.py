@@ -128,7 +128,13 @@ class CleanCache:
 
     # -- filling ------------------------------------------------------------------------
     async def store(
-        self, file_id: str, size: int, off: int, data: bytes, *, pin: bool = False
+        self,
+        file_id: str,
+        size: int,
+        off: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        pin: bool = False,
     ) -> None:
         """Keep a downloaded range; a full cache disk just means it is not kept. ``pin``:
         this file is being fetched whole and must survive eviction (even past the bound)."""

@@ -26,17 +26,21 @@ from panfs.clean_cache import CleanCache
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-DEFAULT_MEMORY = 32 * MiB  # config key read.memory
+DEFAULT_MEMORY = 16 * MiB  # config key read.memory
 MIN_FETCH = 64 << 10  # a seek fetches the read itself, at least this much
 FIRST_WINDOW = 256 << 10  # read-ahead after the first sequential read; doubles after each
-CHUNK = 4 * MiB  # the largest single GET
+CHUNK = 2 * MiB  # the largest single GET
 NEAR = 2 * MiB  # reads this close to the expected offset are out of order, not a seek
 GETS = 3  # GETs in flight per file: more only share the same bandwidth
+STORES = 2  # chunks written to the clean cache at once; more are not kept
 STREAMS = 32  # files read at once that keep a stream
+IDLE = 256  # reads of other files since its last one: a file's stream is idle
 
 
 class Getter(Protocol):
-    async def get(self, file_id: str, start: int, end: int) -> bytes: ...
+    async def get(self, file_id: str, start: int, end: int) -> bytearray: ...
+
+    async def get_into(self, file_id: str, start: int, buf: bytearray) -> int: ...
 
 
 class Budget:
@@ -69,7 +73,8 @@ class Chunk:
     start: int
     end: int
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes = b""
+    buf: bytearray = field(default_factory=bytearray)  # its bytes: buf[:n]
+    n: int = 0
     error: Exception | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     in_stream: bool = True  # later reads may still find it
@@ -89,6 +94,7 @@ class Stream:
         self.window = 0
         self.chunks: list[Chunk] = []  # sorted by start, not overlapping
         self.gets = trio.CapacityLimiter(GETS)  # its GETs in flight at once
+        self.last_read = 0  # ReadPath's read count at its last read
 
     def observe(self, off: int, end: int) -> bool:
         """Account for a read of [off, end); True if it was a seek."""
@@ -131,7 +137,11 @@ class Stream:
                 ahead.append((s, e))
         missing = sum(e - s for s, e in ahead)
         if ahead and (needed or missing >= min(CHUNK, self.window // 2) or ahead[-1][1] == limit):
-            return needed, [p for s, e in ahead for p in _pieces(s, e)]
+            pieces = [p for s, e in ahead for p in _pieces(s, e)]
+            last = pieces[-1]
+            if len(pieces) > 1 and last[1] - last[0] < CHUNK and last[1] != limit:
+                pieces.pop()  # a short tail waits to be part of a whole chunk
+            return needed, pieces
         return needed, []
 
 
@@ -152,6 +162,11 @@ class ReadPath:
         self.budget = Budget(memory)
         self.streams: OrderedDict[str, Stream] = OrderedDict()
         self._nursery: trio.Nursery | None = None
+        self._spare: list[bytearray] = []  # released CHUNK buffers, within the budget
+        self._storing = 0  # chunks being written to the clean cache
+        self.stores = STORES
+        self._reads = 0  # reads served: a stream not read in the last IDLE is idle
+        self.not_cached = 0  # bytes fetched while the cache disk lagged: not kept
 
     async def run(
         self,
@@ -172,21 +187,28 @@ class ReadPath:
             self._nursery = None
             for file_id in list(self.streams):
                 self._drop_stream(file_id)
+            log.info(
+                "reads: %d GETs of %d bytes in all (%d not cached: the disk lagged); "
+                "read-ahead memory peaked at %d bytes",
+                getattr(self.reader, "gets", 0), getattr(self.reader, "fetched", 0),
+                self.not_cached, self.budget.peak,
+            )  # fmt: skip
 
     # -- reading -------------------------------------------------------------------------
     async def read(
         self, file_id: str, total: int, off: int, size: int, *, retry: bool = True
     ) -> bytes:
         """The bytes [off, off+size) ∩ file, from the clean cache or the drive. A failed
-        read-ahead chunk is fetched again once, by the read that needs it."""
+        GET is sent again once, by the read that needs its bytes."""
         end = min(total, off + size)
         if off >= end:
             return b""
-        if self.clean is not None:
+        stream = self._stream(file_id)
+        held = any(c.start <= off < c.end for c in stream.chunks)  # memory before disk
+        if self.clean is not None and not held:
             cached = self.clean.read(file_id, total, off, size)
             if cached is not None:
                 return cached
-        stream = self._stream(file_id)
         if stream.observe(off, end):
             self._forget(stream, lambda c: c.end <= off or c.start >= end)
         limit = total
@@ -208,29 +230,35 @@ class ReadPath:
                 self._nursery.start_soon(self._fetch, file_id, total, chunk, stream.gets)
         parts: list[bytes] = []
         pos = off
-        for chunk in [c for c in stream.chunks if c.end > off and c.start < end]:
-            if chunk.start > pos:
-                break  # cannot happen: the plan covers [off, end)
-            chunk.waiters += 1
-            try:
+        mine = [c for c in stream.chunks if c.end > off and c.start < end]
+        for chunk in mine:
+            chunk.waiters += 1  # neither cancelled nor released under this read
+        try:
+            for chunk in mine:
+                if chunk.start > pos:
+                    break  # cannot happen: the plan covers [off, end)
                 await chunk.done.wait()
-            finally:
+                if chunk.error is not None or (chunk.scope.cancelled_caught and not chunk.n):
+                    self._forget(stream, _the(chunk))
+                    if not retry:
+                        raise chunk.error or trio.TooSlowError("read-ahead cancelled")
+                    return await self.read(file_id, total, off, size, retry=False)
+                have = chunk.start + chunk.n
+                with memoryview(chunk.buf) as view:
+                    piece = bytes(view[pos - chunk.start : min(end, have) - chunk.start])
+                parts.append(piece)
+                pos += len(piece)
+                if have > pos or pos >= end:
+                    break  # done, or a chunk cut short: the file ended early on the drive
+        finally:
+            for chunk in mine:
                 chunk.waiters -= 1
-            if chunk.error is not None or (chunk.scope.cancelled_caught and not chunk.data):
-                self._forget(stream, _the(chunk))
-                if chunk in inline or not retry:
-                    raise chunk.error or trio.TooSlowError("read-ahead cancelled")
-                return await self.read(file_id, total, off, size, retry=False)
-            piece = chunk.data[pos - chunk.start : min(end, chunk.end) - chunk.start]
-            parts.append(piece)
-            pos += len(piece)
-            if chunk.end > pos or pos >= end:
-                break  # a chunk cut short: the file ended early on the drive
+                self._release(chunk)
         # chunks wholly behind this read are done with (the kernel keeps the pages it read)
         self._forget(stream, lambda c: c.end <= off and c.done.is_set())
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def fetch(self, file_id: str, total: int, off: int, length: int) -> bytes:
+    async def fetch(self, file_id: str, total: int, off: int, length: int) -> bytes | bytearray:
         """One GET of [off, off+length) ∩ file, kept in the clean cache, pinned (a file
         fetched whole before it is modified in place)."""
         data = await self.reader.get(file_id, off, min(total, off + length))
@@ -240,14 +268,22 @@ class ReadPath:
 
     # -- chunks --------------------------------------------------------------------------
     def _stream(self, file_id: str) -> Stream:
+        self._reads += 1
         stream = self.streams.get(file_id)
         if stream is None:
             stream = self.streams[file_id] = Stream(self.budget.limit)
             while len(self.streams) > STREAMS:
                 self._drop_stream(next(iter(self.streams)))
         self.streams.move_to_end(file_id)
-        stream.max_window = self.budget.limit
+        stream.last_read = self._reads
+        # files read at once share the budget evenly
+        active = sum(1 for s in self.streams.values() if not self._idle(s))
+        stream.max_window = max(MIN_FETCH, self.budget.limit // max(1, active))
+        stream.window = min(stream.window, stream.max_window)
         return stream
+
+    def _idle(self, stream: Stream) -> bool:
+        return self._reads - stream.last_read > IDLE
 
     def _start(self, stream: Stream, start: int, end: int, *, forced: bool) -> Chunk:
         if forced:
@@ -259,38 +295,55 @@ class ReadPath:
 
     def _steal(self, file_id: str, n: int) -> bool:
         """Take ``n`` bytes for read-ahead of ``file_id``; if they do not fit, the
-        read-ahead of the least recently read other files gives way first."""
+        read-ahead of files no longer being read gives way (least recently read first)."""
         for other in list(self.streams):
             if self.budget.limit - self.budget.used >= n or other == file_id:
                 break
-            self._drop_stream(other)
+            if self._idle(self.streams[other]):
+                self._drop_stream(other)
         return self.budget.try_take(n)
 
     async def _fetch(
         self, file_id: str, total: int, chunk: Chunk, gets: trio.CapacityLimiter | None = None
     ) -> None:
+        chunk.buf = self._buffer(chunk.end - chunk.start)
         with chunk.scope:
             try:
                 if gets is None:
-                    chunk.data = await self.reader.get(file_id, chunk.start, chunk.end)
+                    chunk.n = await self.reader.get_into(file_id, chunk.start, chunk.buf)
                 else:
                     async with gets:
-                        chunk.data = await self.reader.get(file_id, chunk.start, chunk.end)
+                        chunk.n = await self.reader.get_into(file_id, chunk.start, chunk.buf)
             except Exception as e:  # the read waiting for it raises it; read-ahead forgets
                 chunk.error = e
         chunk.done.set()
-        if chunk.data and self.clean is not None:
+        if chunk.n and self.clean is not None and self._storing >= self.stores:
+            self.not_cached += chunk.n  # the disk is slower than the wire: reads go first
+        elif chunk.n and self.clean is not None:
+            self._storing += 1
+            data = memoryview(chunk.buf)[: chunk.n]
             try:
-                await self.clean.store(file_id, total, chunk.start, chunk.data)
+                await self.clean.store(file_id, total, chunk.start, data)
             except Exception:
                 log.exception("not caching a range of %s", file_id)
+            finally:
+                data.release()
+                self._storing -= 1
         chunk.stored = True
         self._release(chunk)
 
+    def _buffer(self, n: int) -> bytearray:
+        """A buffer for a GET: whole chunks reuse the buffers of released ones."""
+        if n == CHUNK and self._spare:
+            return self._spare.pop()
+        return bytearray(n)
+
     def _release(self, chunk: Chunk) -> None:
-        if not chunk.released and chunk.stored and not chunk.in_stream:
+        if not chunk.released and chunk.stored and not chunk.in_stream and not chunk.waiters:
             chunk.released = True
-            chunk.data = b""
+            buf, chunk.buf = chunk.buf, bytearray()
+            if len(buf) == CHUNK and len(self._spare) < self.budget.limit // CHUNK:
+                self._spare.append(buf)
             self.budget.give(chunk.end - chunk.start)
 
     def _forget(self, stream: Stream, which: Callable[[Chunk], bool]) -> None:
