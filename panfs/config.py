@@ -170,6 +170,7 @@ SCHEMA: dict[str, Key] = {
         "symbolic links are stored on the drive as small files whose name ends with this",
     ),
     "mount.allow_other": Key(_bool, False, "let other users see the mount"),
+    "read.memory": Key(_size, 16 * MiB, "bound on drive bytes read ahead and in flight"),
 }
 
 

@@ -26,6 +26,7 @@ from panfs.attrs import AttrStore
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
 from panfs.config import Config, xdg_dir
+from panfs.durability import Syncer
 from panfs.fs import Operations
 from panfs.journal import Journal
 from panfs.metadata import open_db
@@ -94,8 +95,13 @@ async def run_mount(
                 registry = record_mount(mountpoint, cache_dir)
                 pyfuse3.init(Operations(core), str(mountpoint), options)
                 try:
+                    # SIGTERM is handled by _on_signal while mounted and then ignored, so a
+                    # second one cannot cut the clean stop short (the last sync, below)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(_on_signal)
+                        nursery.start_soon(core.reads.run, cfg["read.memory"])
+                        nursery.start_soon(Syncer(db, cache_dir / "journal.db", clean).run)
                         log.info("mounted %s (cache %s)", mountpoint, cache_dir)
                         ready()
                         sdnotify.notify("READY=1")

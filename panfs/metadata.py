@@ -1,7 +1,10 @@
 """The local SQLite database (WAL): the whole schema in one place.
 
-Owns: opening the state database with WAL and ``synchronous=FULL`` (a committed
-row survives a power cut), and the schema of every table panfs keeps locally:
+Owns: opening the state database with WAL and ``synchronous=NORMAL``: a commit
+is in the WAL at once (a killed daemon loses nothing committed) and survives a power
+cut once ``durability.Syncer`` fsyncs the WAL, at most a second later (or at once,
+when a program calls ``fsync()``); checkpoints run there too, off the trio thread
+(the automatic one is only a backstop). And the schema of every table panfs keeps locally:
 the upload journal (``jobs``, ``parts``), the mount's open versions, its clean
 cache index and the attributes it keeps locally (mode, owner, times). Must not:
 hold queries (``journal.py`` and ``pending.py`` do). The connection is used on
@@ -103,7 +106,8 @@ def open_db(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=16384")  # backstop: 64 MiB of WAL
     conn.execute("PRAGMA foreign_keys=ON")
     with conn:
         for stmt in SCHEMA:

@@ -40,6 +40,7 @@ from panfs.journal import Journal
 from panfs.namespace import Namespace, check_name
 from panfs.pending import OpenVersions
 from panfs.reader import RangeReader
+from panfs.readpath import ReadPath
 from panfs.recovery import Recovery
 from panfs.remote.client import OpenApiClient
 from panfs.uploader import Uploader
@@ -79,7 +80,7 @@ class Core:
         self.uid, self.gid = uid, gid
         self.inodes = InodeTable(uid, gid, time.time_ns())
         self.handles = Handles()
-        self.reader = RangeReader(client)
+        self.reads = ReadPath(RangeReader(client), clean)  # daemon runs its read-ahead
         self.ns = Namespace(
             client=client, journal=journal, inodes=self.inodes, attrs=attrs, list_ttl=list_ttl,
             uid=uid, gid=gid, link_suffix=link_suffix, clock=clock,
@@ -242,11 +243,11 @@ class Core:
         while (path := self.clean.full_path(file_id, size)) is None:
             off = self.clean.gap_from(file_id, off)
             until = self.clean.next_present(file_id, off)
-            start, data = await self.reader.fetch(file_id, size, off, 8 << 20, until)
+            end = min(size, off + (4 << 20), until if until is not None and until > off else size)
+            data = await self.reads.fetch(file_id, size, off, end - off)
             if not data:
                 raise RemoteNotFoundError(f"{self.inodes.path(node)} ended early on the drive")
-            await self.clean.store(file_id, size, start, data, pin=True)
-            off = start + len(data)
+            off += len(data)
             if off >= size and self.clean.full_path(file_id, size) is None:
                 raise CacheFullError("cannot keep a copy of the drive file; free cache space")
         return path
@@ -265,16 +266,9 @@ class Core:
             h.fd = self.cache.open(path)  # became local since open: no more range lookups
         if h.fd >= 0:
             return os.pread(h.fd, size, off)
-        if off >= node.size or node.file_id is None:
+        if node.file_id is None:
             return b""
-        file_id, total = node.file_id, node.size
-        cached = self.clean.read(file_id, total, off, size)
-        if cached is not None:
-            return cached
-        until = self.clean.next_present(file_id, off)
-        start, data = await self.reader.fetch(file_id, total, off, size, until)
-        await self.clean.store(file_id, total, start, data)
-        return data[off - start : min(total, off + size) - start]
+        return await self.reads.read(node.file_id, node.size, off, size)
 
     async def write(self, fh: int, off: int, data: bytes) -> int:
         h = self.handles[fh]
@@ -372,8 +366,7 @@ class Core:
         if path is not None:
             data = await trio.Path(path).read_bytes()
         elif node.file_id is not None and node.size:
-            _, data = await self.reader.fetch(node.file_id, node.size, 0, node.size, None)
-            data = data[: node.size]
+            data = await self.reads.read(node.file_id, node.size, 0, node.size)
         else:
             data = b""
         node.extra["link"] = os.fsdecode(data)
