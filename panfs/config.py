@@ -199,7 +199,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         name = f"{prefix}{k}"
-        if isinstance(v, Mapping) and name in {"remote", "cache", "upload", "mount"}:
+        if isinstance(v, Mapping) and name in {key.split(".")[0] for key in SCHEMA}:
             out.update(_flatten(v, name + "."))
         else:
             out[name] = v
