@@ -86,8 +86,8 @@ def acquire(cache_dir: Path, mountpoint: str = "") -> Lock:
         os.close(fd)
         who = holder(cache_dir) or {}
         raise LockedError(
-            f"cache dir {cache_dir} is in use by panfs (pid {who.get('pid', '?')}, "
-            f"mounted on {who.get('mountpoint', '?')}); unmount it or use another cache.dir"
+            f"state dir {cache_dir} is in use by panfs (pid {who.get('pid', '?')}, "
+            f"mounted on {who.get('mountpoint', '?')}); unmount it or use another state.dir"
         ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "mountpoint": mountpoint}).encode(), 0)

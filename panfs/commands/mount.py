@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     lvl = logs.level(cfg.log.level, args.verbose, args.quiet, args.log_level)
     if args.foreground or mopts.foreground:
         _setup_logging(cfg, layout, lvl, True)
+        logging.getLogger("panfs").info("log: %s", layout.log_file)
         try:
             trio.run(lambda: daemon.run_mount(cfg, mp, options=options, ready=lambda: None,
                                               mopts=mopts))  # fmt: skip
@@ -126,7 +127,6 @@ def run(args: argparse.Namespace) -> int:
                 raise
             raise LocalError(msg) from None
         return 0
-    print(f"panfs mount: log: {layout.log_file}", file=sys.stderr)
     return _daemonize(cfg, layout, mp, options, mopts, lvl)
 
 
@@ -169,6 +169,7 @@ def _daemonize(
         with os.fdopen(r, "rb") as pipe:
             msg = pipe.read().decode(errors="replace").strip()
         if msg == "ok":
+            print(f"panfs mount: {mp} is mounted; log: {layout.log_file}")
             return 0
         os.waitpid(pid, 0)
         print(f"panfs mount: error: {msg or f'the daemon died; see {layout.log_file}'}",

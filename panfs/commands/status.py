@@ -174,12 +174,15 @@ def run(args: argparse.Namespace) -> int:
 
     journal = journal_for(args.mountpoint, args.config)
     if args.watch:
-        if sys.stdout.isatty():
-            from panfs.progress import watch_status
+        try:
+            if sys.stdout.isatty():
+                from panfs.progress import watch_status
 
-            watch_status(lambda: read(journal))
-        else:
-            _watch_plain(journal)
+                watch_status(lambda: read(journal))
+            else:
+                _watch_plain(journal)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a watch ends
         return exit_code(read(journal))
     ov = read(journal)
     if args.json:
