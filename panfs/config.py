@@ -312,6 +312,8 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         name = f"{prefix}{k}"
         if isinstance(v, Mapping) and name in SECTIONS:
             out.update(_flatten(v, name + "."))
+        elif v is None and name in SECTIONS:
+            continue  # a section whose keys are all commented out
         else:
             out[name] = v
     return out
