@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +45,8 @@ from panfs.uploader import UploadSettings, open_uploader
 from panfs.vfs import Core
 
 log = logging.getLogger(__name__)
+
+HEALTH_FILE = "drive-health.json"
 
 
 def _fsname(state_dir: Path) -> str:
@@ -78,11 +82,16 @@ async def _on_signal(wake: Callable[[], None]) -> None:
 
 class _Reporter:
     """One WARNING per failed upload, and per new error of an upload being retried, with
-    the file's name quoted (a name cannot forge a log line)."""
+    the file's name quoted (a name cannot forge a log line); and ``STATE_DIR/drive-health.json``
+    while the drive is failing every upload: since when, and the last error (``panfs status``
+    shows it instead of a stale rate). It goes once the drive acknowledges a part again."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, state_dir: Path) -> None:
         self.journal = journal
         self.seen: dict[int, str | None] = {}
+        self.health = state_dir / HEALTH_FILE
+        self.since: float | None = None
+        self.health.unlink(missing_ok=True)
 
     def job_ended(self, job_id: int) -> None:
         job = self.journal.get(job_id)
@@ -90,13 +99,37 @@ class _Reporter:
             log.warning("upload failed for good: %s: %s; after fixing the cause run: "
                         "panfs retry", quote(job.remote_path), job.error)  # fmt: skip
 
-    async def watch(self, every: float = 2.0) -> None:
-        while True:
-            for job in self.journal.jobs(("pending", "uploading")):
-                if job.error and self.seen.get(job.id) != job.error:
-                    log.warning("upload of %s: %s; retrying", quote(job.remote_path), job.error)
+    def _acked_since(self, since: float) -> bool:
+        row = self.journal.conn.execute(
+            "SELECT 1 FROM parts WHERE acked_at > ? LIMIT 1", (since,)
+        ).fetchone()
+        return row is not None
+
+    def check(self) -> None:
+        errors = []
+        for job in self.journal.jobs(("pending", "uploading")):
+            if job.error and self.seen.get(job.id) != job.error:
+                log.warning("upload of %s: %s; retrying", quote(job.remote_path), job.error)
+            if job.error:
+                errors.append(job.error)
                 self.seen[job.id] = job.error
-            await trio.sleep(every)
+        if self.since is not None and self._acked_since(self.since):
+            log.info("the drive acknowledges parts again")
+            self.since = None
+            self.health.unlink(missing_ok=True)
+        elif errors and self.since is None:
+            self.since = time.time()
+            tmp = self.health.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"since": self.since, "error": errors[0][:300]}))
+            os.replace(tmp, self.health)
+
+    async def watch(self, every: float = 1.0) -> None:
+        try:
+            while True:
+                self.check()
+                await trio.sleep(every)
+        finally:
+            self.health.unlink(missing_ok=True)
 
 
 async def run_mount(
@@ -140,7 +173,7 @@ async def run_mount(
                     versions=versions, clean=clean, attrs=AttrStore(db),
                     list_ttl=cfg["mount.list_ttl"], uid=uid, gid=gid,
                 )  # fmt: skip
-                reporter = _Reporter(journal)
+                reporter = _Reporter(journal, state_dir)
                 uploader.on_job_end.append(reporter.job_ended)
                 core.recover()
                 uploader.wake()

@@ -10,6 +10,7 @@ acknowledged anything while errors repeat. Must not: write anything.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -83,20 +84,32 @@ class Overview:
     def attention(self) -> list[FileState]:
         return [f for f in self.files if f.state in ATTENTION]
 
+    health: dict[str, object] | None = None  # the daemon's drive-health.json, if any
+
     def unreachable_since(self) -> float | None:
-        """When the drive last made progress, if every waiting upload is failing now."""
-        active = [f for f in self.files if f.state in WAITING]
-        if not active or not all(f.error for f in active):
+        """Since when the drive has failed every upload try, as the running daemon saw it."""
+        if not self.daemon or self.health is None or not self.waiting:
             return None
-        return max((f.last_ack or f.updated_at) for f in active)
+        since = self.health.get("since")
+        return float(since) if isinstance(since, int | float) else None
+
+    @property
+    def last_error(self) -> str | None:
+        err = (self.health or {}).get("error")
+        return err if isinstance(err, str) else None
 
 
 def read(journal: Path) -> Overview:
     state_dir = journal.parent
+    if state_dir.exists() and not os.access(state_dir, os.R_OK | os.X_OK):
+        raise LocalError(
+            f"cannot read the state dir {state_dir}: permission denied; run this as the user "
+            "that mounted (or root)"
+        )
     alive = lock.is_held(state_dir)
     now = time.time()
     if not journal.exists():
-        return Overview([], alive, journal, now)
+        return Overview([], alive, journal, now, _health(state_dir) if alive else None)
     files: list[FileState] = []
     with open_ro(journal) as conn:
         for row in conn.execute(
@@ -127,4 +140,12 @@ def read(journal: Path) -> Overview:
         state = "closed" if whole else "interrupted"
         error = None if whole else "its writer was cut off (the daemon stopped)"
         files.append(FileState(None, remote, state, size, 0, error, None, path, None, opened_at))
-    return Overview(files, alive, journal, now)
+    return Overview(files, alive, journal, now, _health(state_dir) if alive else None)
+
+
+def _health(state_dir: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads((state_dir / "drive-health.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -55,9 +55,10 @@ def journal_for(mountpoint: Path | None, config_path: Path | None) -> Path:
     return migrate.journal_path(Layout.of(config.load(config_path)))
 
 
-def _rate(journal: Path, f: FileState, now: float) -> float:
-    if f.state != "uploading" or f.error or f.id is None:
+def _rate(ov: Overview, f: FileState) -> float:
+    if f.state != "uploading" or f.error or f.id is None or ov.unreachable_since() is not None:
         return 0.0  # an upload that is failing has no rate, whatever it had a minute ago
+    journal, now = ov.journal, ov.now
     from panfs.overview import open_ro
 
     with open_ro(journal) as conn:
@@ -84,7 +85,7 @@ def _ago(seconds: float) -> str:
 def line(ov: Overview, f: FileState) -> str:
     pct = 100 * f.sent / f.size if f.size else 100.0
     out = f"{f.state:<12} {quote(f.path)}  {_human(f.sent)} / {_human(f.size)} ({pct:.0f}%)"
-    rate = _rate(ov.journal, f, ov.now)
+    rate = _rate(ov, f)
     if rate:
         out += f"  {_human(rate)}/s  ETA {(f.size - f.sent) / rate:.0f}s"
     if f.state == "interrupted":
@@ -133,6 +134,7 @@ def render(ov: Overview) -> str:
         lines.append(
             f"the drive has not acknowledged anything since {at} ({_ago(ov.now - since)} ago):"
             " it is unreachable or refusing; retrying"
+            + (f"; last error: {quote(ov.last_error)}" if ov.last_error else "")
         )
     waiting = ov.waiting
     total = sum(f.size for f in waiting)
@@ -155,7 +157,7 @@ def as_dict(ov: Overview) -> dict[str, Any]:
                 "state": f.state,
                 "size": f.size,
                 "sent": f.sent,
-                "rate": round(_rate(ov.journal, f, ov.now)),
+                "rate": round(_rate(ov, f)),
                 "error": f.error,
                 "next_retry_at": f.next_retry_at,
                 "source": f.source,
