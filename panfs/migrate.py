@@ -29,6 +29,7 @@ import sqlite3
 from pathlib import Path
 
 from panfs import crashpoint, lock
+from panfs.errors import LocalError
 from panfs.paths import Layout
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,21 @@ def pending(layout: Layout) -> bool:
     return (layout.cache_dir / "journal.db").exists() and not layout.journal.exists()
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except PermissionError:
+        raise LocalError(
+            f"cannot read the state dir {path.parent}: permission denied; run this as the user "
+            "that mounted (or root)"
+        ) from None
+
+
 def journal_path(layout: Layout) -> Path:
     """The journal that holds the truth now (the old one until the migration commits)."""
-    if layout.split and not layout.journal.exists():
+    if layout.split and not _exists(layout.journal):
         old = layout.cache_dir / "journal.db"
-        if old.exists():
+        if _exists(old):
             return old
     return layout.journal
 
