@@ -60,11 +60,8 @@ class Layout:
     def refuse_inside(self, mountpoint: Path) -> None:
         """A dir inside the mount would be served by the daemon that needs it: a deadlock."""
         mp = os.path.realpath(mountpoint)
-        for key, d in (
-            ("state.dir", self.state_dir),
-            ("cache.dir", self.cache_dir),
-            ("log.file", self.log_file),
-        ):
+        state = [("state.dir", self.state_dir)] if self.split else []
+        for key, d in [*state, ("cache.dir", self.cache_dir), ("log.file", self.log_file)]:
             real = os.path.realpath(d)
             if os.path.commonpath([mp, real]) == mp:
                 raise ConfigError(

@@ -121,8 +121,8 @@ def render(ov: Overview) -> str:
     lines = []
     if not ov.daemon:
         lines.append(
-            f"the panfs daemon is not running (state {ov.journal.parent}): "
-            "what is listed resumes at the next panfs mount"
+            f"the panfs daemon is not running (state {ov.journal.parent})"
+            + (": what is listed resumes at the next panfs mount" if ov.files else "")
         )
     if not ov.files:
         lines.append("nothing to upload: every file is on the drive")

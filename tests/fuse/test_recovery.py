@@ -290,3 +290,32 @@ def test_forget_says_what_is_lost_and_drops_it(mounted: Mounted) -> None:
     assert 'forgotten: "/doomed.bin"' in r.stdout
     assert _status(m.path, env)[0] == 0
     m.drive.set_faults([])
+
+
+def test_umount_wait_exits_3_on_a_failed_file_and_retry_works_offline(mounted: Mounted) -> None:
+    m = mounted
+    env = _env(m)
+    m.drive.set_faults([{"op": "create", "action": "status", "status": 413,
+                         "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
+    body = os.urandom(1 << 20)
+    (m.path / "f.bin").write_bytes(body)
+    wait_for(lambda: _status(m.path, env)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
+    r = run_panfs(["umount", "--wait", str(m.path)], env=env, timeout=120)
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith('panfs umount: failed       "/f.bin"  0 B / 1.0 MiB (0%)')
+    assert "panfs retry" in lines[1]
+    assert not os.path.ismount(m.path)
+    assert m.proc is not None
+    assert m.proc.wait(30) == 0  # the daemon ended cleanly
+    # no daemon: retry queues it in the journal, the next mount uploads it
+    r = run_panfs(["retry", "--config", str(m.config), "/f.bin"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        'queued again: "/f.bin"',
+        "no panfs daemon runs for it: they upload at the next panfs mount",
+    ]
+    m.drive.set_faults([])
+    m.remount()
+    m.wait_idle()
+    assert DriveReader(m.drive).read("/f.bin") == body

@@ -110,3 +110,58 @@ def test_exit_code_table_is_documented_once_and_the_same() -> None:
             assert re.search(rf"^\| `{code}` \|", text, re.M), f"{doc.name} lacks exit code {code}"
     assert UsageError("x").exit_code == exitcodes.USAGE
     assert ConfigError("x").exit_code == exitcodes.USAGE
+
+
+def test_version_names_python_pyfuse3_and_libfuse() -> None:
+    from tests.support.procs import run_panfs
+
+    r = run_panfs(["--version"])
+    assert r.returncode == 0
+    assert re.fullmatch(
+        r"panfs \S+, Python 3\.\d+\.\d+, pyfuse3 \S+, libfuse (\d+\.\d+\S*|not found)\n", r.stdout
+    ), r.stdout
+
+
+def test_every_command_help_has_an_example() -> None:
+    from panfs import cli
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():  # type: ignore[union-attr]
+        text = p.format_help()
+        assert "examples:" in text, name
+        assert f"panfs {name}" in text.split("examples:")[1], name
+
+
+def test_log_rotates_by_size(tmp_path: Path) -> None:
+    import logging
+
+    from panfs import logs
+
+    log_file = tmp_path / "panfs.log"
+    logs.setup(log_file, logging.INFO, max_size=2000, backups=2)
+    try:
+        for i in range(200):
+            logging.getLogger("panfs.test").info("line %d %s", i, "x" * 40)
+    finally:
+        logging.basicConfig(handlers=[logging.NullHandler()], force=True)
+    assert log_file.stat().st_size <= 2000
+    assert (tmp_path / "panfs.log.1").exists()
+    assert (tmp_path / "panfs.log.2").exists()
+    assert not (tmp_path / "panfs.log.3").exists()
+    assert "line 199" in log_file.read_text()
+
+
+def test_state_or_cache_dir_inside_the_mount_point_is_one_line(tmp_path: Path) -> None:
+    from tests.support.procs import run_panfs
+
+    mp = tmp_path / "mp"
+    mp.mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"cache:\n  dir: {mp / 'cache'}\n")
+    r = run_panfs(["mount", "--config", str(cfg), str(mp)])
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        f"panfs mount: error: cache.dir {mp / 'cache'} is inside the mount point {mp}; "
+        "set cache.dir to a local folder"
+    ]
