@@ -35,6 +35,26 @@ def quote(name: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _escape_controls(text: str) -> str:
+    return "".join(
+        _ESC.get(ch, ch) if ch in "\n\r\t" else (ch if ch.isprintable() else f"\\x{ord(ch):02x}")
+        for ch in text
+    )
+
+
+class SafeFormatter(logging.Formatter):
+    """Every message is one line whatever it carries: newlines, escape codes and other
+    control characters in it are written as escapes (a name logged by any module cannot
+    forge a line). A traceback, appended after the message, keeps its lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if not msg.isprintable():
+            record = logging.makeLogRecord(record.__dict__)
+            record.msg, record.args = _escape_controls(msg), None
+        return super().format(record)
+
+
 def level(base: str, verbose: int = 0, quiet: int = 0, explicit: str | None = None) -> int:
     """``--log-level`` wins; else the config's level moved down by ``-v``, up by ``-q``."""
     if explicit:
@@ -53,7 +73,9 @@ def setup(
     ]
     if foreground:
         handlers.append(logging.StreamHandler(sys.stderr))
-    logging.basicConfig(level=lvl, format=FORMAT, handlers=handlers, force=True)
+    for h in handlers:
+        h.setFormatter(SafeFormatter(FORMAT))
+    logging.basicConfig(level=lvl, handlers=handlers, force=True)
     # httpx logs every request at INFO: only its warnings, unless asked for DEBUG
     logging.getLogger("httpx").setLevel(logging.DEBUG if lvl <= logging.DEBUG else logging.WARNING)
     logging.getLogger("httpcore").setLevel(

@@ -165,3 +165,19 @@ def test_state_or_cache_dir_inside_the_mount_point_is_one_line(tmp_path: Path) -
         f"panfs mount: error: cache.dir {mp / 'cache'} is inside the mount point {mp}; "
         "set cache.dir to a local folder"
     ]
+
+
+def test_no_log_message_can_forge_a_line(tmp_path: Path) -> None:
+    import logging
+
+    from panfs import logs
+
+    log_file = tmp_path / "panfs.log"
+    logs.setup(log_file, logging.INFO, max_size=1 << 20, backups=1)
+    try:
+        logging.getLogger("panfs.x").info("uploaded %s", "/a\n2026-01-01 ERROR forged\x1b[2J")
+    finally:
+        logging.basicConfig(handlers=[logging.NullHandler()], force=True)
+    lines = log_file.read_text().splitlines()
+    assert len(lines) == 1
+    assert lines[0].endswith("uploaded /a\\n2026-01-01 ERROR forged\\x1b[2J")
