@@ -144,7 +144,7 @@ class CleanCache:
             return  # clean data never takes the headroom dirty data and the journal need
         e = self._entry(file_id, size)
         if e is None:
-            e = Entry(self.cache.new_file(None), size, [], time.time())
+            e = Entry(self.cache.new_clean_file(), size, [], time.time())
             self.entries[file_id] = e
         path = e.path
 
@@ -205,6 +205,7 @@ class CleanCache:
 
     def adopt(self, file_id: str, path: str, size: int) -> None:
         """An uploaded version's cache file holds the drive file's bytes: keep it as clean."""
+        path = self.cache.to_clean(path)  # into the clean folder when state and cache split
         old = self.entries.get(file_id)
         if old is not None:
             self._present -= old.present

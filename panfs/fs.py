@@ -36,7 +36,9 @@ def _errors(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[An
         except pyfuse3.FUSEError:
             raise
         except PanfsError as e:
-            log.info("%s: %s (errno %d)", fn.__name__, e, e.errno)
+            # "no such entry" is routine (shells and file managers probe names): DEBUG
+            lvl = logging.DEBUG if e.errno == errno.ENOENT else logging.INFO
+            log.log(lvl, "%s: %s (errno %d)", fn.__name__, e, e.errno)
             raise pyfuse3.FUSEError(e.errno) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
@@ -56,6 +58,7 @@ def _name(raw: bytes) -> str:
 class Operations(pyfuse3.Operations):
     enable_writeback_cache = True
     supports_dot_lookup = False
+    umask = 0  # mount option umask=: bits taken away from every mode shown
 
     def __init__(self, core: Core) -> None:
         super().__init__()
@@ -67,7 +70,7 @@ class Operations(pyfuse3.Operations):
         a.generation = 0
         a.entry_timeout = ATTR_TIMEOUT
         a.attr_timeout = ATTR_TIMEOUT
-        a.st_mode = node.st_mode
+        a.st_mode = node.st_mode & ~self.umask
         a.st_nlink = self.core.nlink(node)
         a.st_uid = node.uid
         a.st_gid = node.gid
