@@ -56,6 +56,9 @@ class Handles:
         del self._handles[fh]
         return h
 
+    def values(self) -> list[Handle]:
+        return list(self._handles.values())
+
     def of(self, node: Node) -> list[Handle]:
         return [h for h in self._handles.values() if h.node is node]
 
