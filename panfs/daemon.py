@@ -191,7 +191,9 @@ async def run_mount(
                         nursery.start_soon(_on_signal, uploader.wake)
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg["read.memory"])
-                        nursery.start_soon(Syncer(db, layout.journal, clean).run)
+                        syncer = Syncer(db, layout.journal, clean)
+                        core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s
+                        nursery.start_soon(syncer.run)
                         log.info("mounted %s (state %s, cache %s)", mountpoint, state_dir,
                                  layout.cache_dir)  # fmt: skip
                         ready()

@@ -72,6 +72,9 @@ class Versions:
         self.fetch_whole = fetch_whole
         self.delay = delay
         self._locks: dict[int, trio.Lock] = {}
+        # makes every commit so far power-cut durable (the daemon's WAL sync); None: each
+        # commit already is
+        self.durable: Callable[[], Awaitable[None]] | None = None
         uploader.on_job_end.append(self.job_ended)
 
     # -- what stands for a node ----------------------------------------------------------
@@ -228,8 +231,12 @@ class Versions:
         self.open_versions.mark_flushed(h.version, st.st_size, st.st_mtime_ns)
 
     async def fsync(self, h: Handle) -> None:
+        """``fsync()``: the version's bytes and its record are durable when this returns
+        (the record's commit is power-cut durable only once the WAL is synced)."""
         if h.write and h.fd >= 0:
             await trio.to_thread.run_sync(os.fsync, h.fd)
+            if self.durable is not None:
+                await self.durable()
 
     async def release(self, h: Handle) -> None:
         """A writer's handle goes; the last writer of a version publishes it, in the order
