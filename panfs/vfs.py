@@ -404,20 +404,17 @@ class Core:
         no listing, expiry or remount brings an older version back."""
         assert parent.file_id is not None
         jobs = self.journal.name_jobs(parent.file_id, node.drive_name)
-        doomed: list[str] = []
-        for job in jobs:
-            doomed += self.journal.abandon(job.id)
-            if job.state == "done" and job.file_id:
-                doomed.append(job.file_id)
         doom = [node.file_id]
+        v = None
         if node.version_open and node.cache_path:
             # still open (or its close not yet queued): its bytes go with the last handle,
             # never uploaded; the drive file it was to replace goes now
             v = self.versions.open_versions.get(node.cache_path)
             if v is not None:
                 doom.append(v.replaces_file_id)
-            self.versions.open_versions.remove(node.cache_path)
-        doomed += self.journal.doom(doom, "its name was removed")
+        doomed = self.journal.abandon([j.id for j in jobs], doom)
+        if v is not None:
+            self.versions.open_versions.remove(v.cache_path)
         node.job_id = None
         for job in jobs:
             if job.id not in self.uploader.running:
