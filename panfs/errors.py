@@ -169,6 +169,7 @@ class PermanentError(RemoteError):
 
 class AuthError(PermanentError):
     errno = _errno.EACCES
+    exit_code = 2  # the fix is in the config (a token, the app's id or secret)
 
 
 class RemoteNotFoundError(PermanentError):
