@@ -263,3 +263,14 @@ def test_status_of_a_mount_point_finds_its_daemon_whatever_config(
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert (data["state_dir"], data["daemon"]) == (str(mounted.cache_dir), True)
+
+
+def test_routine_missing_names_do_not_fill_the_log(mounted: Mounted) -> None:
+    m = mounted
+    for i in range(30):
+        assert not (m.path / f"probe-{i}.txt").exists()  # shells and file managers do this
+    (m.path / "real.txt").write_bytes(b"r")
+    m.wait_idle()
+    log = (m.cache_dir / "panfs.log").read_text()
+    assert "probe-" not in log
+    assert "(errno 2)" not in log
