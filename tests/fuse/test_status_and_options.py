@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pty
 import re
@@ -274,3 +275,15 @@ def test_routine_missing_names_do_not_fill_the_log(mounted: Mounted) -> None:
     log = (m.cache_dir / "panfs.log").read_text()
     assert "probe-" not in log
     assert "(errno 2)" not in log
+
+
+def test_ro_mount_refuses_writes(tmp_path: Path, drive: DriveServer) -> None:
+    _needs_fuse()
+    m = Mounted(tmp_path / "m", drive, args=("-o", "ro,default_permissions,_netdev"))
+    try:
+        with pytest.raises(OSError, match="Read-only file system") as info:
+            (m.path / "no.txt").write_bytes(b"x")
+        assert info.value.errno == errno.EROFS
+        assert os.listdir(m.path) == []
+    finally:
+        m.close()
