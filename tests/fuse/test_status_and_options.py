@@ -47,7 +47,8 @@ def _read_for(fd: int, seconds: float) -> bytes:
 
 def test_status_watch_draws_bars_on_a_terminal(mounted: Mounted) -> None:
     m = mounted
-    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 400}])
+    # slow enough that the file is still uploading while the watch draws (finished files go)
+    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 2000}])
     (m.path / "slow.bin").write_bytes(os.urandom(40 << 20))
     master, slave = pty.openpty()
     p = subprocess.Popen(
@@ -56,7 +57,11 @@ def test_status_watch_draws_bars_on_a_terminal(mounted: Mounted) -> None:
     )  # fmt: skip
     os.close(slave)
     try:
-        screen = _read_for(master, 3.0).decode(errors="replace")
+        screen = ""
+        for _ in range(20):  # until a bar with the file was drawn (a busy machine starts slowly)
+            screen += _read_for(master, 1.0).decode(errors="replace")
+            if "/slow.bin" in screen and "━" in screen and "MiB" in screen:
+                break
         p.send_signal(signal.SIGINT)
         screen += _read_for(master, 1.0).decode(errors="replace")
         assert p.wait(10) == 0
