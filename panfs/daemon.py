@@ -188,7 +188,12 @@ async def run_mount(
                     # second one cannot cut the clean stop short (the last sync, below)
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_on_signal, uploader.wake)
+
+                        def journal_changed() -> None:
+                            core.journal_changed()
+                            uploader.wake()
+
+                        nursery.start_soon(_on_signal, journal_changed)
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg.read.memory)
                         syncer = Syncer(db, layout.journal, clean)

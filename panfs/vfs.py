@@ -507,6 +507,25 @@ class Core:
             )
         self.inodes.move(node, dst_parent, new)
 
+    def journal_changed(self) -> None:
+        """Another process changed the journal (``panfs forget``, ``panfs retry``): a file
+        whose version was dropped there leaves the mount like an unlinked one. No await."""
+        for path, node in self.inodes.unsettled():
+            if node.job_id is None or node.cache_path != path or node.writers:
+                continue
+            job = self.journal.get(node.job_id)
+            if job is not None and job.state != "superseded":
+                continue
+            node.job_id, node.cache_path, node.dirty = None, None, False
+            node.version_open = False
+            if node.linked and node.file_id is None:
+                parent = self.inodes.get(node.parent)
+                self.inodes.detach(node)
+                if parent is not None:
+                    self.ns.touch_dir(parent)
+            if job is not None:
+                self.versions.job_ended(job.id)
+
     # -- misc ------------------------------------------------------------------
     async def statfs(self) -> tuple[int, int]:
         now = self.ns.clock()
