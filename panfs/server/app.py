@@ -88,6 +88,7 @@ class DriveApp(FilesApi):
         wait = self.buckets.take(op)
         if wait > 0:
             self.stats.errors["TooManyRequests"] += 1
+            self.stats.throttled(op)
             ms = max(1, int(wait * 1000))
             await reply_json(
                 send,
@@ -96,9 +97,15 @@ class DriveApp(FilesApi):
                 {"x-retry-after": str(ms)},
             )
             return
-        rule = self.faults.pick(op, body)
-        if rule is not None and await self.apply_fault(rule, send, req):
+        fields = dict(body)
+        if op == "getUploadUrl":
+            first = (body.get("part_info_list") or [{}])[0]
+            fields["part_number"] = first.get("part_number") if isinstance(first, dict) else None
+        rule = self.faults.pick(op, fields)
+        if rule is not None and await self.apply_fault(rule, send, req, op):
             return
+        if rule is not None and rule.action == "expire_session":
+            self.expire_session(str(body.get("upload_id") or ""))
         if op == "access_token":
             result = self.access_token(body)
         else:
