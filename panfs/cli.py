@@ -16,7 +16,7 @@ from types import ModuleType
 from panfs import __version__
 from panfs.errors import PanfsError
 
-COMMANDS = ("serve", "upload", "mount", "umount", "status")
+COMMANDS = ("serve", "upload", "mount", "umount", "status", "login")
 
 
 def _module(name: str) -> ModuleType:

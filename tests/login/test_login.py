@@ -1,0 +1,203 @@
+"""``panfs login`` end to end: a real ``panfs login`` process, the drive server's QR-code
+endpoints, approval through its admin call, then the written config in use."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.fuse.conftest import Mounted
+from tests.support.drive import DriveReader, DriveServer
+from tests.support.procs import PANFS, stop
+
+
+class Login:
+    """A ``panfs login --no-qr`` child; ``sid`` is its pending login on the server."""
+
+    def __init__(self, drive: DriveServer, config: Path, *args: str, qr: bool = False) -> None:
+        self.drive = drive
+        self.proc = subprocess.Popen(
+            [*PANFS, "login", *([] if qr else ["--no-qr"]), "--config", str(config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.out: list[str] = []
+        assert self.proc.stdout is not None
+        while True:  # the QR code (if any), then the line with the URL
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.out.append(line)
+            if "open: " in line:
+                break
+        self.sid = "".join(self.out).rsplit("sid=", 1)[-1].strip() if self.out else ""
+
+    def admin(self, action: str) -> None:
+        self.drive.admin("POST", f"/admin/qrcode/{self.sid}/{action}")
+
+    def finish(self) -> tuple[int, str, str]:
+        try:
+            out, err = self.proc.communicate(timeout=60)
+        finally:
+            stop(self.proc)
+        return self.proc.returncode, "".join(self.out) + out, err
+
+
+def _own_app(drive: DriveServer) -> tuple[str, ...]:
+    acct = drive.account
+    return (
+        "--endpoint",
+        drive.url,
+        "--client-id",
+        acct["client_id"],
+        "--client-secret",
+        acct["client_secret"],
+    )
+
+
+def _refresh(url: str, style: str, token: str, **creds: str) -> httpx.Response:
+    fields = {"grant_type": "refresh_token", "refresh_token": token, **creds}
+    if style == "query":
+        return httpx.get(url, params=fields, timeout=30)
+    return httpx.post(url, json=fields, timeout=30)
+
+
+def test_login_then_mount(tmp_path: Path, drive: DriveServer) -> None:
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        pytest.skip("needs root and /dev/fuse")
+    base = tmp_path / "m"
+    config = tmp_path / "config.yaml"
+    kept = {"cache": {"dir": str(base / "cache")}, "upload": {"concurrency": 1}}
+    config.write_text(yaml.safe_dump({**kept, "remote": {"drive": "default"}}))
+    login = Login(drive, config, *_own_app(drive), qr=True)
+    assert "█" in "".join(login.out)  # the QR code, drawn in the terminal
+    assert f"{drive.url}/o/oauth/authorize?sid={login.sid}" in login.out[-1]
+    login.admin("scan")
+    login.admin("approve")
+    code, out, err = login.finish()
+    assert code == 0, err
+    assert err == ""
+    assert f"panfs mount ~/pan --config {config}" in out
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    written = yaml.safe_load(config.read_text())
+    assert written["cache"] == kept["cache"]  # other keys kept
+    assert written["upload"] == kept["upload"]
+    assert written["remote"]["drive"] == "default"
+    assert written["remote"]["endpoint"] == drive.url
+    assert written["remote"]["refresh_token"]
+
+    class LoggedIn(Mounted):  # a mount of the config panfs login wrote
+        def __init__(self) -> None:
+            self.env, self.args, self.base, self.drive = {}, (), base, drive
+            self.path = base / "mnt"
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.cache_dir = base / "cache"
+            self.config = config
+            self.log = base / "mount.stderr"
+            self.proc = None
+            self.start()
+
+    m = LoggedIn()
+    try:
+        (m.path / "hello.txt").write_bytes(b"logged in")
+        m.wait_idle()
+        assert DriveReader(drive).read("/hello.txt") == b"logged in"
+        assert (m.path / "hello.txt").read_bytes() == b"logged in"
+        m.check_logs()
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("style", ["json", "query"])
+def test_login_through_a_token_proxy(tmp_path: Path, drive: DriveServer, style: str) -> None:
+    config = tmp_path / "config.yaml"
+    if style == "json":  # the QR-code URL is found beside .../oauth/access_token
+        token_url = f"{drive.url}/proxy/oauth/access_token"
+        args: tuple[str, ...] = ("--endpoint", drive.url, "--token-url", token_url)
+    else:
+        token_url = f"{drive.url}/proxy/token"
+        args = (
+            "--endpoint",
+            drive.url,
+            "--token-url",
+            token_url,
+            "--token-style",
+            "query",
+            "--qrcode-url",
+            f"{drive.url}/proxy/oauth/authorize/qrcode",
+        )
+    login = Login(drive, config, *args)
+    login.admin("approve")
+    code, _, err = login.finish()
+    assert code == 0, err
+    remote = yaml.safe_load(config.read_text())["remote"]
+    assert remote["token_url"] == token_url
+    assert remote["token_style"] == style
+    assert "client_secret" not in remote  # the proxy holds the app's credentials
+    r = _refresh(token_url, style, remote["refresh_token"])  # the written token works
+    assert r.status_code == 200, r.text
+    assert r.json()["access_token"]
+    again = _refresh(token_url, style, remote["refresh_token"])  # and was single-use
+    assert again.status_code == 401
+    if style == "query":
+        assert again.json()["text"]
+        assert again.json()["refresh_token"] == ""
+
+
+def _fails(login: Login, *words: str) -> str:
+    code, _, err = login.finish()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, no traceback
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def test_login_errors_are_one_line(tmp_path: Path, drive: DriveServer, drive_off: Any) -> None:
+    config = tmp_path / "config.yaml"
+    login = Login(drive, config, *_own_app(drive))
+    login.admin("expire")
+    _fails(login, "expired", "panfs login again")
+    assert not config.exists()  # nothing written
+    acct = drive.account
+    bad = Login(
+        drive,
+        config,
+        "--endpoint",
+        drive.url,
+        "--client-id",
+        acct["client_id"],
+        "--client-secret",
+        "wrong",
+    )
+    _fails(bad, "refused", "InvalidClientSecret")
+    _fails(Login(drive, config, "--endpoint", drive.url), "--client-id", "--token-url")
+    _fails(Login(drive, config, *_own_app(drive)[2:], "--endpoint", drive_off), "cannot reach")
+    config.write_text("remote: [unclosed")
+    _fails(Login(drive, config, *_own_app(drive)), "not valid YAML")
+    config.write_text(yaml.safe_dump({"cache": {"dir": str(tmp_path / "c")}}))
+    used = Login(drive, config, *_own_app(drive))
+    used.admin("approve")
+    assert used.finish()[0] == 0
+    with pytest.raises(httpx.HTTPStatusError):  # an approved login cannot be approved again
+        used.admin("approve")
+
+
+@pytest.fixture
+def drive_off() -> str:
+    """A URL where nothing listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
