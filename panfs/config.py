@@ -114,6 +114,12 @@ def _part_size(v: Any) -> int:
     return n
 
 
+def _token_style(v: Any) -> str:
+    if v not in ("json", "query"):
+        raise ValueError("expected json (POST a JSON body) or query (GET with parameters)")
+    return str(v)
+
+
 def _size(v: Any) -> int:
     return parse_size(v)
 
@@ -129,6 +135,7 @@ class Key:
 SCHEMA: dict[str, Key] = {
     "remote.endpoint": Key(_str, None, "Open API base URL, e.g. https://openapi.alipan.com"),
     "remote.token_url": Key(_str, None, "OAuth token URL; default ENDPOINT/oauth/access_token"),
+    "remote.token_style": Key(_token_style, "json", "token URL shape: json (POST) or query (GET)"),
     "remote.client_id": Key(_str, None, "app id"),
     "remote.client_secret": Key(_str, "", "app secret (empty for PKCE apps)"),
     "remote.refresh_token": Key(_str, None, "first refresh token; rotated ones live in cache.dir"),
@@ -214,6 +221,8 @@ def _check_remote(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: remote.endpoint is missing; set it next to client_id")
         return
     for key in ("remote.client_id", "remote.refresh_token"):
+        if key == "remote.client_id" and v["remote.token_url"]:
+            continue  # a token proxy holds the app's id
         if not v[key]:
             raise ConfigError(
                 f"{where}: {key} is missing; set it (or remote.account_file) under remote:"
