@@ -114,6 +114,17 @@ def _part_size(v: Any) -> int:
     return n
 
 
+def _rate_limits(v: Any) -> dict[str, float]:
+    if not isinstance(v, Mapping):
+        raise ValueError("expected a mapping of endpoint to requests per second, e.g. {list: 4}")
+    out: dict[str, float] = {}
+    for k, r in v.items():
+        if isinstance(r, bool) or not isinstance(r, int | float) or r < 0:
+            raise ValueError(f"{k}: expected requests per second >= 0 (0 = no limit)")
+        out[str(k)] = float(r)
+    return out
+
+
 def _token_style(v: Any) -> str:
     if v not in ("json", "query"):
         raise ValueError("expected json (POST a JSON body) or query (GET with parameters)")
@@ -144,6 +155,9 @@ SCHEMA: dict[str, Key] = {
     "remote.connect_timeout": Key(_seconds, 10.0, "seconds to open a connection"),
     "remote.read_timeout": Key(_seconds, 60.0, "seconds without a byte before a request fails"),
     "remote.max_backoff": Key(_seconds, 60.0, "cap on the retry back-off, seconds"),
+    "remote.rate_limits": Key(
+        _rate_limits, {}, "requests/s per endpoint over the official list 4, getDownloadUrl 1, * 15"
+    ),
     "cache.dir": Key(_str, None, "cache and state directory; default XDG cache dir/panfs"),
     "cache.max_size": Key(_size, 10 * GiB, "bound on clean cached data; dirty data never evicted"),
     "cache.min_free": Key(_size, 256 * MiB, "disk space writes leave free (journal headroom)"),

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import time
 
-from panfs.remote.client import OpenApiClient
+from panfs.remote.drive import Drive
 
 READ_AHEAD = 8 << 20
 URL_MARGIN = 30.0
 
 
 class RangeReader:
-    def __init__(self, client: OpenApiClient) -> None:
+    def __init__(self, client: Drive) -> None:
         self.client = client
         self._urls: dict[str, tuple[str, float]] = {}
         self._window: dict[str, tuple[int, bytes]] = {}
