@@ -24,7 +24,7 @@ import trio
 import yaml
 
 from panfs import config
-from panfs.errors import AuthError, ConfigError, UsageError
+from panfs.errors import AuthError, ConfigError, TransientError, UsageError
 from panfs.remote import login as api
 
 HELP = "log in to the drive with a QR code and write the config"
@@ -33,6 +33,7 @@ OFFICIAL = {"openapi.alipan.com", "openapi.aliyundrive.com"}
 OFFICIAL_ENDPOINT = "https://openapi.alipan.com"
 AUTHORIZE_PAGE = "https://www.alipan.com/o/oauth/authorize?sid="
 POLL_EVERY = 1.0  # seconds between status polls
+POLL_FAILURES = 5  # transient failures in a row before the login gives up
 GIVE_UP = 600.0  # seconds: a QR code the service never expires still ends here
 
 
@@ -150,9 +151,18 @@ async def _login(plan: Plan, qr: bool) -> str:
         pending = await api.request_qrcode(http, plan.qrcode_url, plan.credentials)
         _show(plan.authorize_page(pending.sid), qr)
         scanned = False
+        failures = 0
         with trio.move_on_after(GIVE_UP):
             while True:
-                status, code = await api.qrcode_status(http, plan.endpoint, pending.sid)
+                try:
+                    status, code = await api.qrcode_status(http, plan.endpoint, pending.sid)
+                except TransientError:  # a 5xx, a 429 or a dropped poll: poll again, a few times
+                    failures += 1
+                    if failures >= POLL_FAILURES:
+                        raise
+                    await trio.sleep(POLL_EVERY * failures)
+                    continue
+                failures = 0
                 if status == api.SUCCESS and code:
                     fields = {**plan.credentials, "grant_type": "authorization_code", "code": code}
                     tokens = await api.grant_tokens(http, plan.grant_url, plan.style, fields)

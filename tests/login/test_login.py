@@ -180,6 +180,22 @@ def test_login_errors_are_one_line(tmp_path: Path, drive: DriveServer, drive_off
         "wrong",
     )
     _fails(bad, "refused", "InvalidClientSecret")
+    drive.set_faults(
+        [
+            {"op": "qrcode_status", "action": "status", "status": 503, "body": "busy", "times": 2},
+            {
+                "op": "access_token",
+                "action": "status",
+                "status": 400,
+                "content_type": "application/json",
+                "body": '{"code":"InvalidCode","message":"code is invalid"}',
+            },
+        ]
+    )
+    refused = Login(drive, config, *_own_app(drive))  # polls through two 503s, then refused
+    refused.admin("approve")
+    _fails(refused, "refused", "InvalidCode")
+    drive.set_faults([])
     _fails(Login(drive, config, "--endpoint", drive.url), "--client-id", "--token-url")
     _fails(Login(drive, config, *_own_app(drive)[2:], "--endpoint", drive_off), "cannot reach")
     config.write_text("remote: [unclosed")
