@@ -1,6 +1,7 @@
 """``panfs status [MOUNTPOINT] [--json] [--watch]``: what is waiting, uploading, stuck.
 
-Owns: reading the journal (read-only, beside a running daemon: SQLite WAL) and
+Owns: reading the journals (read-only, beside a running daemon: SQLite WAL; the
+mount's, and each ``panfs upload`` command's under ``CACHE_DIR/uploads/``) and
 showing each pending, uploading, interrupted or failed file with bytes sent /
 total, rate, ETA, last error and next retry, plus totals; whether a daemon is
 serving it or the files will resume at the next mount. Must not: write the
@@ -66,23 +67,26 @@ def _rate(journal: Journal, job: Job, now: float) -> float:
 
 def collect(cache_dir: Path) -> tuple[list[Row], bool]:
     """Rows for every job worth showing, and whether a daemon holds the cache dir now."""
-    db_path = cache_dir / "journal.db"
-    if not db_path.exists():
-        return [], False
     from panfs.journal import Journal
     from panfs.metadata import open_db
 
-    db = open_db(db_path)
-    try:
-        journal = Journal(db)
-        now = time.time()
-        rows = []
-        for job in journal.jobs(SHOWN):
-            rate = _rate(journal, job, now) if job.state == "uploading" else 0.0
-            eta = (job.size - job.sent_bytes) / rate if rate > 0 else None
-            rows.append(Row(job, rate, eta))
-    finally:
-        db.close()
+    paths = [cache_dir / "journal.db", *sorted(cache_dir.glob("uploads/*/journal.db"))]
+    rows = []
+    for db_path in paths:
+        if not db_path.exists():
+            continue
+        db = open_db(db_path)
+        try:
+            journal = Journal(db)
+            now = time.time()
+            for job in journal.jobs(SHOWN):
+                rate = _rate(journal, job, now) if job.state == "uploading" else 0.0
+                eta = (job.size - job.sent_bytes) / rate if rate > 0 else None
+                rows.append(Row(job, rate, eta))
+        finally:
+            db.close()
+    if not (cache_dir / "journal.db").exists():
+        return rows, False
     return rows, _daemon_alive(cache_dir)
 
 

@@ -3,13 +3,18 @@
 Owns: turning sources into journal jobs (reusing the job of an earlier, killed
 run of the same command so it continues where the server is), creating the
 remote folders, running the uploader until every job is done or failed, and
-showing progress (rich bars, or JSON lines with ``--json``). Must not: hold
-upload logic (``upload_session.py``).
+showing progress (rich bars, or JSON lines with ``--json``). Each distinct command
+(its sources and REMOTE_DIR) keeps its own journal in ``CACHE_DIR/uploads/KEY/``,
+locked while it runs, so uploads run beside each other and beside a mount of the
+same config (they share the token file in ``CACHE_DIR``); the same command run
+again finds its journal and continues. Must not: hold upload logic
+(``upload_session.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -74,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     return trio.run(_main, cfg, sources, remote_dir.rstrip("/") or "/", args.json)
 
 
+def upload_dir(cache_dir: Path, sources: list[tuple[Path, str]], remote_dir: str) -> Path:
+    """This command's own state dir: the same sources and REMOTE_DIR find it again."""
+    key = "\0".join([remote_dir, *sorted(str(src) for src, _ in sources)])
+    return cache_dir / "uploads" / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
 async def _folder(client: Any, path: str, cache: dict[str, str]) -> str:
     """The file_id of drive folder ``path``, creating missing folders (mkdir -p)."""
     if path in ("", "/"):
@@ -99,9 +110,10 @@ async def _main(
     from panfs.uploader import UploadSettings, open_uploader
 
     cache_dir = cfg.cache_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with lock.acquire(cache_dir, "(panfs upload)"):
-        db = open_db(cache_dir / "journal.db")
+    work = upload_dir(cache_dir, sources, remote_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    with lock.acquire(work, "(panfs upload)"):
+        db = open_db(work / "journal.db")
         journal = Journal(db)
         async with open_client(remote_settings.from_config(cfg), cache_dir) as client:
             folders: dict[str, str] = {}

@@ -32,7 +32,7 @@ _RNG = random.Random()
 # the official per-user limits (requests per second); "*" is every other API call
 DEFAULT_RATE_LIMITS: dict[str, float] = {"list": 4.0, "getDownloadUrl": 1.0, "*": 15.0}
 LONG_WAIT = 5.0  # a pacer wait this long is logged (once per endpoint and minute)
-SAFETY = 1.1  # requests are spaced this much wider than the limit (jitter on the way)
+SAFETY = 1.25  # requests are spaced this much wider than the limit (jitter on the way)
 
 
 def backoff(attempt: int, cap: float, rng: random.Random = _RNG) -> float:

@@ -268,7 +268,8 @@ def _killed_after_parts(u: Uploads, src: Path, parts: int) -> None:
 
 
 def _journaled_parts(u: Uploads) -> int:
-    db = sqlite3.connect(u.cache / "journal.db")
+    (path,) = u.cache.glob("uploads/*/journal.db")  # the command's own journal
+    db = sqlite3.connect(path)
     try:
         return int(db.execute("SELECT count(*) FROM parts").fetchone()[0])
     finally:
