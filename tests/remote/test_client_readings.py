@@ -52,8 +52,14 @@ async def _upload(client: OpenApiClient, parent: str, name: str, data: bytes) ->
 
 
 def _json_fault(op: str, status: int, body: str, **more: object) -> dict[str, object]:
-    return {"op": op, "action": "status", "status": status, "body": body,
-            "content_type": "application/json", **more}  # fmt: skip
+    return {
+        "op": op,
+        "action": "status",
+        "status": status,
+        "body": body,
+        "content_type": "application/json",
+        **more,
+    }
 
 
 async def test_a_burst_stays_under_the_official_limits(drive: DriveServer, tmp_path: Path) -> None:
@@ -87,7 +93,7 @@ async def test_429_waits_however_often_it_comes(drive: DriveServer, tmp_path: Pa
                     times=7,
                     headers={"x-retry-after": "50"},
                 )
-            ]  # fmt: skip
+            ]
         )
         assert await client.list_folder("root") == []
         assert drive.stats()["requests"]["list"] == 8
@@ -116,7 +122,7 @@ async def test_any_5xx_is_transient(
                     "content_type": content_type,
                     "times": 2,
                 }
-            ]  # fmt: skip
+            ]
         )
         assert await client.list_folder("root") == []
         drive.set_faults(
@@ -128,7 +134,7 @@ async def test_any_5xx_is_transient(
                     "body": body,
                     "content_type": content_type,
                 }
-            ]  # fmt: skip
+            ]
         )
         with pytest.raises(TransientError):
             await client.list_folder("root")
