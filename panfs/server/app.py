@@ -117,7 +117,9 @@ class DriveApp(OAuthApi):
             raise ApiError(400, "InvalidParameter", "The request body is not valid JSON.") from None
         if not isinstance(body, dict):
             raise ApiError(400, "InvalidParameter", "The request body must be a JSON object.")
-        wait = self.buckets.take(op)
+        # an admin's read (the tests' assertions) spends no one's rate budget
+        admin = secrets.compare_digest(req.headers.get("x-panfs-admin", ""), self.admin_token)
+        wait = 0.0 if admin else self.buckets.take(op)
         if wait > 0:
             self.stats.errors["TooManyRequests"] += 1
             self.stats.throttled(op)
