@@ -70,9 +70,38 @@ def _refresh(url: str, style: str, token: str, **creds: str) -> httpx.Response:
     return httpx.post(url, json=fields, timeout=30)
 
 
-def test_login_then_mount(tmp_path: Path, drive: DriveServer) -> None:
+class _LoggedIn(Mounted):
+    """A mount of the config ``panfs login`` wrote (not one the fixture writes)."""
+
+    def __init__(self, base: Path, drive: DriveServer, config: Path) -> None:
+        self.env, self.args, self.base, self.drive = {}, (), base, drive
+        self.path = base / "mnt"
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.cache_dir = base / "cache"
+        self.config = config
+        self.log = base / "mount.stderr"
+        self.proc = None
+        self.start()
+
+
+def _mount(base: Path, drive: DriveServer, config: Path) -> Mounted:
     if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
         pytest.skip("needs root and /dev/fuse")
+    return _LoggedIn(base, drive, config)
+
+
+def _works(m: Mounted, drive: DriveServer) -> None:
+    try:
+        (m.path / "hello.txt").write_bytes(b"logged in")
+        m.wait_idle()
+        assert DriveReader(drive).read("/hello.txt") == b"logged in"
+        assert (m.path / "hello.txt").read_bytes() == b"logged in"
+        m.check_logs()
+    finally:
+        m.close()
+
+
+def test_login_then_mount(tmp_path: Path, drive: DriveServer) -> None:
     base = tmp_path / "m"
     config = tmp_path / "config.yaml"
     kept = {"cache": {"dir": str(base / "cache")}, "upload": {"concurrency": 1}}
@@ -94,26 +123,7 @@ def test_login_then_mount(tmp_path: Path, drive: DriveServer) -> None:
     assert written["remote"]["endpoint"] == drive.url
     assert written["remote"]["refresh_token"]
 
-    class LoggedIn(Mounted):  # a mount of the config panfs login wrote
-        def __init__(self) -> None:
-            self.env, self.args, self.base, self.drive = {}, (), base, drive
-            self.path = base / "mnt"
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.cache_dir = base / "cache"
-            self.config = config
-            self.log = base / "mount.stderr"
-            self.proc = None
-            self.start()
-
-    m = LoggedIn()
-    try:
-        (m.path / "hello.txt").write_bytes(b"logged in")
-        m.wait_idle()
-        assert DriveReader(drive).read("/hello.txt") == b"logged in"
-        assert (m.path / "hello.txt").read_bytes() == b"logged in"
-        m.check_logs()
-    finally:
-        m.close()
+    _works(_mount(base, drive, config), drive)
 
 
 @pytest.mark.parametrize("style", ["json", "query"])
@@ -150,6 +160,20 @@ def test_login_through_a_token_proxy(tmp_path: Path, drive: DriveServer, style: 
     if style == "query":
         assert again.json()["text"]
         assert again.json()["refresh_token"] == ""
+    if style == "json":  # a mount refreshes through the proxy, with no app credentials of its own
+        _works(_mount(tmp_path / "m", drive, _login_again(drive, config, args)), drive)
+
+
+def _login_again(drive: DriveServer, config: Path, args: tuple[str, ...]) -> Path:
+    """A fresh login into ``config`` (the one above spent its token), with a cache dir."""
+    data = yaml.safe_load(config.read_text())
+    data["cache"] = {"dir": str(config.parent / "m" / "cache")}
+    config.write_text(yaml.safe_dump(data))
+    login = Login(drive, config, *args)
+    login.admin("approve")
+    code, _, err = login.finish()
+    assert code == 0, err
+    return config
 
 
 def _fails(login: Login, *words: str) -> str:
