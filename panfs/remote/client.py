@@ -71,6 +71,7 @@ from panfs.errors import (
     NetworkError,
     NoDownloadUrl,
     PermanentError,
+    RemoteError,
     RemoteExistsError,
     RemoteNotFoundError,
     TransientError,
@@ -658,9 +659,13 @@ class OpenApiClient:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             first = file_id not in self._no_url
             self._no_url[file_id] = time.monotonic()
+            name = str(d.get("file_name") or d.get("name") or "")
+            if first and not name:
+                with contextlib.suppress(RemoteError):
+                    name = (await self.get_file(file_id)).name
             err = NoDownloadUrl(
-                f"file {file_id} ({d.get('file_name') or d.get('name') or 'name unknown'}): "
-                f"the drive gives no download URL for it (url {url!r}); it cannot be read"
+                f"{name or 'file'} ({file_id}): the drive gives no download URL for it "
+                f"(url {url!r}); it cannot be read"
             )
             if first:
                 log.warning("%s", err)

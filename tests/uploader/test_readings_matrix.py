@@ -93,7 +93,7 @@ def test_upload_killed_twice_converges_under_each_reading(variant: str, tmp_path
     options, extra = VARIANTS[variant]
     with DriveServer(tmp_path / "drive", *options) as drive:
         # slow parts, so the kills land mid-upload
-        drive.set_faults([{"op": "put_part", "action": "delay", "ms": 20}])
+        drive.set_faults([{"op": "put_part", "action": "delay", "ms": 5}])
         u = Uploads(tmp_path, drive, part_size="100KiB", concurrency=CONCURRENCY)
         src = tmp_path / "src"
         src.mkdir()
