@@ -146,8 +146,9 @@ def test_login_through_a_token_proxy(tmp_path: Path, drive: DriveServer, style: 
         )
     login = Login(drive, config, *args)
     login.admin("approve")
-    code, _, err = login.finish()
+    code, out, err = login.finish()
     assert code == 0, err
+    assert "█" not in out  # --no-qr: the URL only
     remote = yaml.safe_load(config.read_text())["remote"]
     assert remote["token_url"] == token_url
     assert remote["token_style"] == style

@@ -192,6 +192,10 @@ async def test_rate_limits_off_or_changed(drive_with: Any) -> None:
     assert 429 in codes  # the other official limits stay
     codes, _ = await _burst(changed, "openFile/getDownloadUrl", {"file_id": f["file_id"]}, 4, True)
     assert codes == [200] * 4  # an admin's reads (the tests' assertions) are not limited
+    changed.server.reset_stats()
+    changed.server.set_faults([{"op": "get", "action": "status", "status": 429, "times": 1}])
+    assert changed.call("openFile/get", {"file_id": f["file_id"]}).status_code == 429
+    assert changed.server.stats()["too_many_requests"] == 1  # an injected 429 counts too
 
 
 def test_oss_5xx_with_xml_bodies(drive_with: Any) -> None:
@@ -247,6 +251,11 @@ def test_session_expires_mid_upload(drive_with: Any) -> None:
     r = api.call("openFile/getUploadUrl", {**_ids(c), "part_info_list": [{"part_number": 2}]})
     assert r.json()["code"] == "NotFound.UploadId"
     assert api.server.stats()["sessions_expired"] == 2
+    api.server.set_faults([{"op": "put_part", "action": "expire_session"}])
+    c = api.create("third", 2, 2)
+    r = httpx.put(c["part_info_list"][0]["upload_url"], content=b"t")
+    assert (r.status_code, _xml_code(r)) == (404, "NoSuchUpload")
+    assert api.call("openFile/listUploadedParts", _ids(c)).json()["code"] == "NotFound.UploadId"
 
 
 def test_download_url_missing(drive_with: Any) -> None:
