@@ -1,9 +1,12 @@
 """``panfs login`` end to end: a real ``panfs login`` process, the drive server's QR-code
-endpoints, approval through its admin call, then the written config in use."""
+endpoints, approval through its admin call, then the written config in use; and the mount
+that needs no login at all (the embedded drive)."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -15,7 +18,7 @@ import yaml
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import PANFS, stop
+from tests.support.procs import PANFS, run_panfs, stop, wait_for
 
 
 class Login:
@@ -242,3 +245,36 @@ def drive_off() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def test_no_login_mounts_the_embedded_drive(tmp_path: Path) -> None:
+    """The README's first command: no config, no login; the embedded drive (official rate
+    limits on) takes the file."""
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        pytest.skip("needs root and /dev/fuse")
+    xdg = {k: str(tmp_path / k.lower()) for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME")}
+    xdg |= {k: str(tmp_path / k.lower()) for k in ("XDG_CACHE_HOME", "XDG_STATE_HOME")}
+    env = dict(os.environ, **xdg)
+    mp = tmp_path / "pan"
+    mp.mkdir()
+    cache = tmp_path / "xdg_cache_home" / "panfs"
+    pid = 0
+    try:
+        r = run_panfs(["mount", str(mp)], env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        pid = int(json.loads((cache / "daemon.lock").read_text())["pid"])
+        for i in range(20):  # enough calls to meet the limits if the client did not pace
+            (mp / f"f{i}.txt").write_bytes(b"embedded %d" % i)
+        r = run_panfs(["umount", "--wait", str(mp)], env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}"), "the daemon to exit")
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True)
+        if pid and os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGKILL)
+    with DriveServer(tmp_path / "xdg_data_home" / "panfs" / "drive") as drive:
+        reader = DriveReader(drive)
+        for i in range(20):
+            assert reader.read(f"/f{i}.txt") == b"embedded %d" % i
+    log = (cache / "panfs.log").read_text()
+    assert "Traceback" not in log
