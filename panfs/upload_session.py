@@ -105,6 +105,12 @@ class CorruptSession(Exception):
     """The server's parts do not match our bytes: start a new session."""
 
 
+class UnverifiablePart(CorruptSession):
+    """The drive lists a part the journal lacks with nothing to verify it by: start a new
+    session (never adopt it blindly). Not a sign of a bad drive: it does not count
+    towards giving the file up."""
+
+
 class UploadSession:
     def __init__(
         self,
@@ -159,6 +165,15 @@ class UploadSession:
             try:
                 await self._converge(self.job())
                 return
+            except UnverifiablePart as e:
+                gone += 1
+                if gone >= MAX_SESSIONS_GONE:
+                    raise TransientError(
+                        f"{e}, {gone} sessions in a row; trying again later"
+                    ) from None
+                log.info("job %d: %s: new session", self.job_id, e)
+                self.journal.drop_session(self.job_id)
+                self.urls.clear()
             except CorruptSession as e:
                 corrupt += 1
                 if corrupt >= 3:
@@ -315,7 +330,7 @@ class UploadSession:
                 continue
             if not p.etag:
                 # the journal lacks it and the drive gives no ETag: it cannot be verified
-                raise CorruptSession(f"part {i} on the drive cannot be verified (no ETag)")
+                raise UnverifiablePart(f"part {i} on the drive cannot be verified (no ETag)")
             d = await range_digests(job.source, offset, size, "md5", "xxh3")
             self.resent_checks += 1
             if d["md5"] != p.etag:

@@ -408,3 +408,27 @@ def test_transient_failure_is_retried_visibly(uploads: Any, tmp_path: Path) -> N
     finally:
         stop(p)
     _check(u.drive, src, "/up/f.bin", 3 * MiB)  # the three refused bodies were read
+
+
+@pytest.mark.parametrize(
+    ("listing", "resent"),
+    [
+        ("full", 0),  # the lost part is listed with its MD5: verified, adopted
+        ("no-size", 0),
+        ("no-etag", 2 * MiB),  # nothing to verify it by: a new session, once (parts 1-2 again)
+        ("bare", 2 * MiB),
+    ],
+)
+def test_lost_part_answer_under_each_parts_listing(
+    listing: str, resent: int, tmp_path: Path
+) -> None:
+    with DriveServer(tmp_path / "d", "--parts-listing", listing) as drive:
+        u = Uploads(tmp_path, drive)
+        src = make_file(tmp_path / "f.bin", SIZE)
+        drive.set_faults(
+            [{"op": "put_part", "match": {"part_number": 2}, "action": "drop_after_store",
+              "times": 1}]
+        )  # fmt: skip
+        u.run(src, "/up")
+        _check(drive, src, "/up/f.bin", resent)
+        assert drive.stats()["part_bytes_received"] == SIZE + resent
