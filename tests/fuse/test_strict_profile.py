@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fuse.conftest import Mounted
-from tests.support.drive import DriveServer
+from tests.support.drive import DriveReader, DriveServer
 from tests.uploader.conftest import Uploads, make_file
 
 pytestmark = pytest.mark.fuse
@@ -110,3 +110,18 @@ def test_a_file_without_a_download_url_reads_as_eio(tmp_path: Path) -> None:
         warned = {line.split(" ", 3)[-1] for line in lines if " WARNING " in line}
         assert len(warned) == 1, warned
         assert "photo.livp" in warned.pop()
+
+
+def test_a_mkdir_whose_answer_was_lost_is_there_at_once(mounted: Mounted) -> None:
+    """The drive made the folder but its answer was lost: mkdir succeeds (the client finds
+    its own folder), the folder is usable at once, and the drive holds one of it."""
+    mounted.drive.set_faults([{"op": "create", "action": "drop_after_store", "times": 1}])
+    os.mkdir(mounted.path / "new")
+    (mounted.path / "new" / "f.txt").write_bytes(b"hello")
+    assert os.listdir(mounted.path / "new") == ["f.txt"]
+    assert os.listdir(mounted.path) == ["new"]
+    mounted.wait_idle()
+    reader = DriveReader(mounted.drive)
+    assert [f["name"] for f in reader.list("/")] == ["new"]
+    assert reader.read("/new/f.txt") == b"hello"
+    mounted.check_logs()
