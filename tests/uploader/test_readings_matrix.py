@@ -84,7 +84,7 @@ def _kill_at(u: Uploads, src: Path, target: int) -> None:
         while p.poll() is None and time.monotonic() < deadline:
             if u.drive.stats()["part_bytes_received"] >= target:
                 break
-            time.sleep(0.01)
+            time.sleep(0.03)
     finally:
         kill9(p)
 
