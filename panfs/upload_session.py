@@ -582,10 +582,13 @@ class UploadSession:
                 f"the drive's file (size {remote.size}, content_hash "
                 f"{remote.content_hash or 'none'}) differs from ours (SHA-1 {sha1})"
             )
-        # completed and checked: from here only the post-steps remain (durable)
-        self.journal.mark_rapid(
-            self.job_id, job.file_id, job.created_parent or "", job.created_name or ""
-        )
+        latest = self.job()
+        if (latest.created_parent, latest.created_name) != (latest.parent_file_id, latest.name):
+            # completed and checked: from here only the post-steps remain (durable; without
+            # post-steps a crash here is found by the gone session and the file's check)
+            self.journal.mark_rapid(
+                self.job_id, job.file_id, job.created_parent or "", job.created_name or ""
+            )
         await self._finish(self.job(), sha1)
 
     def _check(self) -> None:
