@@ -118,27 +118,28 @@ def read(journal: Path) -> Overview:
         )
     alive = lock.is_held(state_dir)
     now = time.time()
-    if not journal.exists():
-        return Overview([], alive, journal, now, _health(state_dir) if alive else None)
     files: list[FileState] = []
-    with open_ro(journal) as conn:
-        for row in conn.execute(_JOBS):
-            files.append(FileState(*row))
-        queued = {f.source for f in files}
-        try:
-            cleanup = conn.execute(
-                "SELECT (SELECT count(*) FROM doomed) + (SELECT count(*) FROM jobs"
-                " WHERE state = 'superseded' AND file_id IS NOT NULL)"
-            ).fetchone()[0]
-        except sqlite3.OperationalError:
-            cleanup = 0
-        try:
-            versions = conn.execute(
-                "SELECT cache_path, remote_path, opened_at, flushed_size, flushed_mtime_ns"
-                " FROM open_versions ORDER BY opened_at"
-            ).fetchall()
-        except sqlite3.OperationalError:
-            versions = []
+    cleanup = 0
+    versions: list[tuple[str, str, float, int | None, int | None]] = []
+    if journal.exists():  # the mount's journal (none before the first mount)
+        with open_ro(journal) as conn:
+            for row in conn.execute(_JOBS):
+                files.append(FileState(*row))
+            try:
+                cleanup = conn.execute(
+                    "SELECT (SELECT count(*) FROM doomed) + (SELECT count(*) FROM jobs"
+                    " WHERE state = 'superseded' AND file_id IS NOT NULL)"
+                ).fetchone()[0]
+            except sqlite3.OperationalError:
+                cleanup = 0
+            try:
+                versions = conn.execute(
+                    "SELECT cache_path, remote_path, opened_at, flushed_size, flushed_mtime_ns"
+                    " FROM open_versions ORDER BY opened_at"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                versions = []
+    queued = {f.source for f in files}
     for extra in sorted(state_dir.glob("uploads/*/journal.db")):
         # each `panfs upload` command keeps its own journal beside the mount's
         try:

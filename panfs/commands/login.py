@@ -28,6 +28,10 @@ from panfs.errors import AuthError, ConfigError, TransientError, UsageError
 from panfs.remote import login as api
 
 HELP = "log in to the drive with a QR code and write the config"
+EXAMPLE = """examples:
+  panfs login --client-id ID --client-secret SECRET     your own app: scan the QR code
+  panfs login --token-url https://proxy.example/token   through a token proxy
+  panfs login --no-qr                                   print the URL only (no terminal art)"""
 
 OFFICIAL = {"openapi.alipan.com", "openapi.aliyundrive.com"}
 OFFICIAL_ENDPOINT = "https://openapi.alipan.com"

@@ -84,7 +84,7 @@ def test_point_4_fault_rules_from_file_and_admin(tmp_path: Path) -> None:
             [{"op": "list", "action": "status", "status": 502, "body": "Bad Gateway", "times": 1}]
         )
     )
-    with DriveServer(tmp_path / "d", "--faults", str(rules)) as drive:
+    with DriveServer(tmp_path / "d", "--faults", str(rules), "--no-rate-limits") as drive:
         api = Api(drive)
         assert api.call("openFile/list", {"parent_file_id": "root"}).status_code == 502
         assert api.call("openFile/list", {"parent_file_id": "root"}).status_code == 200  # times

@@ -246,7 +246,7 @@ def test_complete_refused_for_good_stops_the_file_with_the_reason(
     src = make_file(tmp_path / "f.bin", SIZE)
     u.drive.set_faults([_complete_refusal("InvalidResource.PartList", 100)])
     r = u.run(src, "/up", check=False)
-    assert r.returncode == 1
+    assert r.returncode == 3  # done, but the file needs attention (panfs.exitcodes)
     assert "InvalidResource.PartList" in u.log.read_text()
     assert u.drive.stats()["part_bytes_received"] == SIZE  # refused, never re-sent blindly
     assert DriveReader(u.drive).get("/up/f.bin") is None  # never visible incomplete
