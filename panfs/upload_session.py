@@ -286,14 +286,8 @@ class UploadSession:
                 rapid=RapidProof(full, job.size, reader),
             )
         if res.rapid_upload:
-            # the file exists on the drive now: recorded whatever the job's state, so a
-            # version superseded meanwhile is found and trashed by the reaper
-            self.journal.note_file(self.job_id, res.file_id, job.parent_file_id, job.name)
-            async with self._landing():
-                self.job()
-                self.journal.mark_landed(self.job_id)
-                log.info("%s: rapid upload, no bytes sent", job.remote_path)
-                await self._finish(self.job(), None)
+            log.info("%s: rapid upload, no bytes sent", job.remote_path)
+            await self._rapid_landed(job, res.file_id, None)
             return True
         self.job()
         self._record_session(job, res, part)
@@ -316,14 +310,23 @@ class UploadSession:
                 raise
             log.info("%s: no rapid upload for an empty file (%s)", job.remote_path, e.describe())
             return False
-        self.job()
         if res.rapid_upload:
-            self.journal.mark_rapid(self.job_id, res.file_id, job.parent_file_id, job.name)
-            await self._finish(self.job(), EMPTY_SHA1)
+            await self._rapid_landed(job, res.file_id, EMPTY_SHA1)
             return True
+        self.job()
         self._record_session(job, res, self.settings.part_size)
         await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
         return True
+
+    async def _rapid_landed(self, job: Job, file_id: str, sha1: str | None) -> None:
+        """A rapid upload made the file at once. It is recorded whatever the job's state,
+        so a version superseded meanwhile is found and trashed by the reaper; then, under
+        the landing lock, it lands like any completed upload."""
+        self.journal.note_file(self.job_id, file_id, job.parent_file_id, job.name)
+        async with self._landing():
+            self.job()
+            self.journal.mark_landed(self.job_id)
+            await self._finish(self.job(), sha1)
 
     # -- reconciliation with the server ---------------------------------------------------
     def _planned_size(self, job: Job, offset: int) -> int:
