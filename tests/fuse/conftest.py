@@ -3,7 +3,8 @@
 ``Mounted`` API: ``path`` (the mount point), ``proc`` (the daemon), ``config`` (its
 config file), ``cache_dir``, ``drive`` (the ``DriveServer``), ``wait_idle()`` (poll the
 journal until nothing is pending or uploading), ``kill()`` (SIGKILL the daemon and
-clear the dead mount), ``remount()`` (start again on the same cache dir), ``close()``.
+clear the dead mount), ``remount()`` (start again on the same cache dir),
+``umount_wait()`` (``panfs umount --wait``), ``close()``.
 Every mount is torn down in ``finally``: lazy unmount, then terminate, then kill.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.drive import DriveServer
-from tests.support.procs import PANFS, check_logs, kill9, stop, wait_for
+from tests.support.procs import PANFS, check_logs, kill9, run_panfs, stop, wait_for
 
 pytestmark = pytest.mark.fuse
 
@@ -81,6 +82,15 @@ class Mounted:
 
     def remount(self) -> None:
         self.start()
+
+    def umount_wait(self) -> None:
+        """``panfs umount --wait`` (every upload done, then unmount), then the daemon's exit."""
+        env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"))
+        r = run_panfs(["umount", "--wait", str(self.path)], env=env, timeout=600)
+        assert r.returncode == 0, r.stderr
+        proc = self.proc
+        assert proc is not None
+        wait_for(lambda: proc.poll() is not None, "the daemon to exit", limit=60)
 
     def close(self) -> None:
         _lazy_umount(self.path)

@@ -25,6 +25,7 @@ class DriveServer:
         self.options = list(options)
         self.log = log or root.parent / f"{root.name}-server.log"
         self.proc: subprocess.Popen[str] | None = None
+        self.http = httpx.Client(timeout=30)  # one client: each new one builds an SSL context
         self.url = ""
         self.port = 0
         self.start()
@@ -58,6 +59,7 @@ class DriveServer:
         self.start()
 
     def close(self) -> None:
+        self.http.close()
         if self.proc is not None:
             stop(self.proc)
             if self.proc.stdout:
@@ -77,7 +79,7 @@ class DriveServer:
 
     def admin(self, method: str, path: str, json: Any = None) -> Any:
         headers = {"Authorization": f"Bearer {self.account['admin_token']}"}
-        r = httpx.request(method, self.url + path, json=json, headers=headers, timeout=30)
+        r = self.http.request(method, self.url + path, json=json, headers=headers)
         r.raise_for_status()
         return r.json() if r.content else None
 
@@ -122,7 +124,8 @@ class DriveReader:
     def __init__(self, server: DriveServer) -> None:
         acct = server.account
         self.base = server.url
-        r = httpx.post(
+        self.http = server.http
+        r = self.http.post(
             f"{self.base}/oauth/access_token",
             json={
                 "client_id": acct["client_id"],
@@ -138,12 +141,14 @@ class DriveReader:
         self.drive_id = info["default_drive_id"]
 
     def _api(self, op: str, body: dict[str, Any]) -> Any:
-        r = httpx.post(f"{self.base}/adrive/v1.0/{op}", json=body, headers=self.headers, timeout=60)
+        r = self.http.post(
+            f"{self.base}/adrive/v1.0/{op}", json=body, headers=self.headers, timeout=60
+        )
         r.raise_for_status()
         return r.json()
 
     def get(self, path: str) -> dict[str, Any] | None:
-        r = httpx.post(
+        r = self.http.post(
             f"{self.base}/adrive/v1.0/openFile/get_by_path",
             json={"drive_id": self.drive_id, "file_path": path},
             headers=self.headers,
@@ -175,6 +180,6 @@ class DriveReader:
         url = self._api(
             "openFile/getDownloadUrl", {"drive_id": self.drive_id, "file_id": meta["file_id"]}
         )["url"]
-        r = httpx.get(url, timeout=300)
+        r = self.http.get(url, timeout=300)
         r.raise_for_status()
         return r.content
