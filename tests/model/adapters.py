@@ -7,6 +7,8 @@ stop; both build a new core on the same cache dir. ``MountFS``: plain system cal
 on a real mount, kill = SIGKILL of the daemon.
 """
 
+# The mount is another process: blocking system calls on it from a trio task are fine here.
+# ruff: noqa: ASYNC230
 from __future__ import annotations
 
 import collections

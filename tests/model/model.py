@@ -20,7 +20,6 @@ import errno
 import os
 import random
 import re
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -49,7 +48,8 @@ def describe(b: bytes | None) -> str:
     for page in range(0, max(len(b), 1), PAGE):
         chunk = b[page : page + PAGE]
         found = re.findall(rb"\[(\d{5})\]", chunk)
-        t = "+".join(sorted({f.decode() for f in found})) or ("0" if chunk.strip(b"\0") == b"" else "?")
+        zeros = chunk.strip(b"\0") == b""
+        t = "+".join(sorted({f.decode() for f in found})) or ("0" if zeros else "?")
         if not tags or tags[-1] != t:
             tags.append(t)
     return f"len={len(b)} pages={tags}"
@@ -137,7 +137,11 @@ def generate(seed: int, steps: int, *, in_process: bool) -> list[Step]:
             dirs = sorted(m.dirs)
             if dirs and rng.random() < 0.15:
                 src = rng.choice(dirs)
-                dsts = [n for n in TOP if n != src and (m.kind(n) is None or (m.kind(n) == "dir" and not m.listing(n)))]
+                dsts = [
+                    n
+                    for n in TOP
+                    if n != src and (m.kind(n) is None or (m.kind(n) == "dir" and not m.listing(n)))
+                ]
                 if not dsts:
                     continue
                 dst = rng.choice(dsts)
@@ -226,7 +230,8 @@ def fault_rules(seed: int) -> list[dict[str, Any]]:
     for op in ("put_part", "complete", "create", "list", "trash", "update", "getUploadUrl"):
         if rng.random() < 0.4:
             ms = rng.choice((10, 50) if op == "list" else (10, 50, 200, 500))
-            rules.append({"op": op, "action": "delay", "ms": ms, "probability": rng.choice((0.3, 1.0))})
+            p = rng.choice((0.3, 1.0))
+            rules.append({"op": op, "action": "delay", "ms": ms, "probability": p})
     return rules
 
 
@@ -265,8 +270,8 @@ def failure(level: str, seed: int, steps: list[Step], at: int | None, what: str)
     where = f"step {at + 1}" if at is not None else "end (drive after umount --wait)"
     return SequenceFailed(
         f"model {level} seed={seed} failed at {where}: {what}\n"
-        f"reproduce: PANFS_MODEL_SEED={seed} PANFS_MODEL_SEQUENCES=1 pytest tests/model -k {level}\n"
-        f"(or replay a shortened list: PANFS_MODEL_REPLAY='[...]' with the (op, errno) pairs below)\n"
+        f"reproduce: PANFS_MODEL_SEED={seed} PANFS_MODEL_SEQUENCES=1 pytest tests/model -k {level}"
+        "\n(or a shortened list: PANFS_MODEL_REPLAY='[...]' of the (op, errno) pairs below)\n"
         f"ops:\n{_oplist(steps, at)}"
     )
 
@@ -352,42 +357,6 @@ async def run_sequence(
 
 
 # -- the drive's own state -------------------------------------------------------
-def _store(drive: DriveServer) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{drive.root / 'meta.db'}?mode=ro", uri=True, timeout=30)
-
-
-def open_sessions(drive: DriveServer, folder_id: str) -> int:
-    """Upload sessions still open for files anywhere under ``folder_id`` (the server's store)."""
-    db = _store(drive)
-    try:
-        row = db.execute(
-            """WITH RECURSIVE sub(id) AS (
-                 SELECT ? UNION SELECT f.file_id FROM files f JOIN sub ON f.parent_id = sub.id
-                 WHERE f.type = 'folder')
-               SELECT count(*) FROM sessions s JOIN files f ON f.file_id = s.file_id
-               WHERE s.state = 'open' AND f.parent_id IN (SELECT id FROM sub)""",
-            (folder_id,),
-        ).fetchone()
-        return int(row[0])
-    finally:
-        db.close()
-
-
-def landed(drive: DriveServer, parent_id: str, name: str) -> int:
-    """Files of ``name`` in ``parent_id`` the drive ever made available (uploads completed,
-    rapid ones included), trashed or not."""
-    db = _store(drive)
-    try:
-        row = db.execute(
-            "SELECT count(*) FROM files WHERE parent_id = ? AND name = ? AND type = 'file'"
-            " AND status IN ('available', 'trashed')",
-            (parent_id, name),
-        ).fetchone()
-        return int(row[0])
-    finally:
-        db.close()
-
-
 def drive_problems(reader: DriveReader, drive: DriveServer, base: str, m: Model) -> list[str]:
     """Differences between the drive's tree under ``/base`` and the model."""
     problems: list[str] = []
@@ -398,7 +367,8 @@ def drive_problems(reader: DriveReader, drive: DriveServer, base: str, m: Model)
         path = f"/{base}/{d}".rstrip("/")
         meta = reader.get(path) if d else top
         if meta is None or meta.get("type") != "folder":
-            problems.append(f"{path}: the model's folder is not a folder on the drive ({meta and meta.get('type')})")
+            kind = meta and meta.get("type")
+            problems.append(f"{path}: the model's folder is not a folder on the drive ({kind})")
             continue
         items = reader.list(path)
         counts = collections.Counter(i["name"] for i in items)
@@ -414,7 +384,9 @@ def drive_problems(reader: DriveReader, drive: DriveServer, base: str, m: Model)
             rel = f"{d}/{item['name']}".lstrip("/")
             kind = "dir" if item["type"] == "folder" else "file"
             if rel in want_paths(m, d) and m.kind(rel) != kind:
-                problems.append(f"{path}/{item['name']}: a {kind} on the drive, a {m.kind(rel)} in the model")
+                problems.append(
+                    f"{path}/{item['name']}: a {kind} on the drive, {m.kind(rel)} in model"
+                )
     for p, want_bytes in sorted(m.files.items()):
         meta = reader.get(f"/{base}/{p}")
         if meta is None or meta.get("type") != "file":
@@ -422,7 +394,7 @@ def drive_problems(reader: DriveReader, drive: DriveServer, base: str, m: Model)
         got = reader.read(f"/{base}/{p}")
         if got != want_bytes:
             problems.append(f"/{base}/{p}: drive has {describe(got)}, model {describe(want_bytes)}")
-    n = open_sessions(drive, top["file_id"])
+    n = drive.open_sessions(top["file_id"])
     if n:
         # the protocol has no abort: a superseded session is abandoned and the server
         # expires it (issue 8 allows that); strict mode counts them as failures

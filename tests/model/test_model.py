@@ -128,7 +128,7 @@ async def test_model_core(tmp_path: Path, drive: DriveServer) -> None:
 @pytest.mark.fuse
 @pytest.mark.crash
 async def test_model_mount(tmp_path: Path, drive: DriveServer) -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:  # noqa: ASYNC240
         pytest.skip("needs root and /dev/fuse")
     from tests.fuse.conftest import Mounted
 
@@ -141,7 +141,8 @@ async def test_model_mount(tmp_path: Path, drive: DriveServer) -> None:
         steps = generate(seed, lengths(seed, 25), in_process=False)
         longest = max(longest, len(steps))
         base = f"s{seed}"
-        m = Mounted(tmp_path / f"m{seed}", drive, **test_sections(mount={"list_ttl": _list_ttl(seed)}))
+        sections = test_sections(mount={"list_ttl": _list_ttl(seed)})
+        m = Mounted(tmp_path / f"m{seed}", drive, **sections)
         fs = MountFS(m, base)
         drive.set_faults(_faults(seed))
         try:

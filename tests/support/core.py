@@ -23,18 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import trio
-
 from panfs import config as panfs_config
 from panfs.attrs import AttrStore
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
-from panfs.journal import ACTIVE, Journal
+from panfs.journal import Journal
 from panfs.metadata import open_db
 from panfs.pending import OpenVersions
 from panfs.remote import settings as remote_settings
 from panfs.remote.client import open_client
-from panfs.uploader import UploadSettings, Uploader, open_uploader
+from panfs.uploader import Uploader, UploadSettings, open_uploader
 from panfs.vfs import Core
 from tests.support.drive import DriveServer
 
@@ -69,8 +67,7 @@ class CoreRig:
 
     async def wait_idle(self) -> None:
         """Every closed version uploaded (what ``umount --wait`` waits for)."""
-        while self.journal.jobs(ACTIVE):
-            await trio.sleep(0.02)
+        await self.uploader.wait_idle()
 
     def crash(self) -> None:
         self.crashed = True
@@ -82,7 +79,7 @@ async def open_core(
 ) -> AsyncIterator[CoreRig]:
     """A Core over ``cache_dir`` talking to ``drive``; leaving the context stops it
     (cleanly, or like a SIGKILL after ``rig.crash()``)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test set-up)
     raw = drive.client_config(cache_dir, **test_sections(**sections))
     cfg = panfs_config.from_mapping(raw)
     settings = remote_settings.from_config(cfg)

@@ -1,12 +1,13 @@
 """``DriveServer``: a real ``panfs serve`` process on 127.0.0.1 for tests and benchmarks.
 
-Start it, read its account, switch faults, read its counters, SIGKILL and restart
-it on the same root. ``close()`` always stops the process by PID.
+Start it, read its account, switch faults, read its counters and (read-only) its
+store, SIGKILL and restart it on the same root. ``close()`` always stops the process by PID.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,40 @@ class DriveServer:
     def set_faults(self, rules: list[dict[str, Any]]) -> None:
         self.admin("POST", "/admin/faults", rules)
 
+    # -- the server's store, read-only (what no API call shows) ----------------------
+    def _store(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.root / 'meta.db'}?mode=ro", uri=True, timeout=30)
+
+    def open_sessions(self, folder_id: str = "root") -> int:
+        """Upload sessions still open for files anywhere under ``folder_id``."""
+        db = self._store()
+        try:
+            row = db.execute(
+                """WITH RECURSIVE sub(id) AS (
+                     SELECT ? UNION SELECT f.file_id FROM files f JOIN sub ON f.parent_id = sub.id
+                     WHERE f.type = 'folder')
+                   SELECT count(*) FROM sessions s JOIN files f ON f.file_id = s.file_id
+                   WHERE s.state = 'open' AND f.parent_id IN (SELECT id FROM sub)""",
+                (folder_id,),
+            ).fetchone()
+            return int(row[0])
+        finally:
+            db.close()
+
+    def landed(self, name: str, parent_id: str = "root") -> int:
+        """Files called ``name`` in ``parent_id`` the drive ever made available (completed
+        uploads and rapid ones), trashed since or not."""
+        db = self._store()
+        try:
+            row = db.execute(
+                "SELECT count(*) FROM files WHERE parent_id = ? AND name = ? AND type = 'file'"
+                " AND status IN ('available', 'trashed')",
+                (parent_id, name),
+            ).fetchone()
+            return int(row[0])
+        finally:
+            db.close()
+
     def mint_refresh_token(self) -> str:
         token: str = self.admin("POST", "/admin/tokens")["refresh_token"]
         return token
@@ -173,6 +208,13 @@ class DriveReader:
             marker = page.get("next_marker") or ""
             if not marker:
                 return items
+
+    def names(self, path: str = "/") -> dict[str, int]:
+        """How many items of each name the folder ``path`` holds (2+ = duplicates)."""
+        counts: dict[str, int] = {}
+        for item in self.list(path):
+            counts[item["name"]] = counts.get(item["name"], 0) + 1
+        return counts
 
     def read(self, path: str) -> bytes:
         meta = self.get(path)
