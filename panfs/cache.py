@@ -1,4 +1,5 @@
-"""Local cache files: one file per version of a file's bytes, under ``CACHE_DIR/data``.
+"""Local cache files: one file per version of a file's bytes, under ``STATE_DIR/data``
+(dirty: not yet on the drive) and ``CACHE_DIR/data`` (clean: re-downloadable).
 
 Owns: creating, copying, opening, writing, truncating and removing cache files,
 and turning "disk full" into ``CacheFullError`` (ENOSPC) without losing what is
@@ -20,21 +21,24 @@ CHECK_AT_MOST = 64 << 20  # bytes written between two looks at free space, at mo
 
 
 class Cache:
-    def __init__(self, root: Path, min_free: int = 0) -> None:
+    def __init__(self, root: Path, min_free: int = 0, clean_root: Path | None = None) -> None:
         self.root = root
         self.data = root / "data"
+        # clean bytes (the clean cache's files); the same folder unless state and cache split
+        self.clean_data = (clean_root or root) / "data"
         self.min_free = min_free  # headroom kept for the journal (and everyone else)
         self._budget = 0  # bytes that may be written before free space is looked at again
-        try:
-            self.data.mkdir(parents=True, exist_ok=True)
-            probe = self.data / ".probe"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as e:
-            raise LocalError(
-                f"cache dir {root} is not writable ({e.strerror}); "
-                "set cache.dir to a writable folder"
-            ) from None
+        for d in dict.fromkeys((self.data, self.clean_data)):
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                probe = d / ".probe"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as e:
+                raise LocalError(
+                    f"cache dir {d.parent} is not writable ({e.strerror}); "
+                    "set cache.dir to a writable folder"
+                ) from None
 
     def new_file(self, copy_from: str | None) -> str:
         path = str(self.data / uuid.uuid4().hex)
@@ -49,6 +53,32 @@ class Cache:
         except OSError as e:
             _raise(e, path)
         return path
+
+    def new_clean_file(self) -> str:
+        """An empty file for clean bytes (in the cache dir, not the state dir)."""
+        path = str(self.clean_data / uuid.uuid4().hex)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        except OSError as e:
+            _raise(e, path)
+        return path
+
+    def to_clean(self, path: str) -> str:
+        """A landed version's file becomes clean: move it into the clean folder when that is
+        another folder on the same file system (a rename); across file systems it stays
+        where it is (a copy would block; its clean row names it wherever it is). Idempotent:
+        a file moved before a crash is found at its new place."""
+        if self.clean_data == self.data or os.path.dirname(path) != str(self.data):
+            return path
+        target = str(self.clean_data / os.path.basename(path))
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return target if os.path.exists(target) else path
+        except OSError:
+            return path  # EXDEV (another file system) or anything else: keep it in place
+        return target
 
     def open(self, path: str) -> int:
         return os.open(path, os.O_RDWR | os.O_CLOEXEC)

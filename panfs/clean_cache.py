@@ -4,8 +4,11 @@ Owns: the ``clean`` table and its files: per drive file, one cache file (sparse
 while only partly downloaded) and the byte ranges present in it; reading a range
 that is present, storing a downloaded range, adopting an uploaded version's cache
 file whole, and least-recently-used eviction until the clean bytes fit
-``cache.max_size``. Dirty data (versions being written or waiting for upload)
-never has a row here, so it is never evicted. Must not: speak HTTP or decide what
+``cache.max_size``. A stored range is served at once but recorded in the table only
+by ``persist`` (run every second), after its bytes were fsynced: a row never
+names bytes a power cut could have lost, and storing costs no commit. Dirty data
+(versions being written or waiting for upload) never has a row here, so it is never
+evicted. Must not: speak HTTP or decide what
 to fetch (the core does).
 """
 
@@ -51,7 +54,8 @@ def merge(ranges: list[list[int]], start: int, end: int) -> list[list[int]]:
 
 
 class CleanCache:
-    """All methods on the trio thread; only the byte copy of ``store`` runs in a worker."""
+    """All methods on the trio thread; the byte copies of ``store`` and the fsyncs of
+    ``persist`` run in worker threads."""
 
     def __init__(self, conn: sqlite3.Connection, cache: Cache, max_size: int) -> None:
         self.conn = conn  # schema: panfs.metadata
@@ -64,6 +68,7 @@ class CleanCache:
             self.entries[file_id] = Entry(path, size, json.loads(ranges), used_at)
         # bytes present over all entries, kept as they change (eviction runs per stored range)
         self._present = sum(e.present for e in self.entries.values())
+        self._unsaved: set[str] = set()  # file_ids with ranges stored since the last persist
 
     # -- reading -----------------------------------------------------------------------
     def usage(self) -> int:
@@ -123,7 +128,13 @@ class CleanCache:
 
     # -- filling ------------------------------------------------------------------------
     async def store(
-        self, file_id: str, size: int, off: int, data: bytes, *, pin: bool = False
+        self,
+        file_id: str,
+        size: int,
+        off: int,
+        data: bytes | bytearray | memoryview,
+        *,
+        pin: bool = False,
     ) -> None:
         """Keep a downloaded range; a full cache disk just means it is not kept. ``pin``:
         this file is being fetched whole and must survive eviction (even past the bound)."""
@@ -133,7 +144,7 @@ class CleanCache:
             return  # clean data never takes the headroom dirty data and the journal need
         e = self._entry(file_id, size)
         if e is None:
-            e = Entry(self.cache.new_file(None), size, [], time.time())
+            e = Entry(self.cache.new_clean_file(), size, [], time.time())
             self.entries[file_id] = e
         path = e.path
 
@@ -155,11 +166,46 @@ class CleanCache:
         e.ranges = merge(e.ranges, off, off + len(data))
         self._present += e.present - before
         e.used_at = time.time()
-        self._save(file_id, e)
+        self._unsaved.add(file_id)
         self.evict(keep=file_id if pin else None)
+
+    async def persist(self) -> int:
+        """Record the ranges stored since the last call, once their bytes are on disk
+        (fsynced in a worker thread). Returns how many entries were recorded."""
+        if not self._unsaved:
+            return 0
+        todo = {f: self.entries[f] for f in self._unsaved if f in self.entries}
+        self._unsaved.clear()
+        snapshot = {f: (e.path, [list(r) for r in e.ranges]) for f, e in todo.items()}
+
+        def sync() -> None:
+            for path, _ in snapshot.values():
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+
+        await trio.to_thread.run_sync(sync)
+        saved = 0
+        with self.conn:
+            for file_id, (path, ranges) in snapshot.items():
+                e = self.entries.get(file_id)
+                if e is None or e.path != path:
+                    continue  # dropped meanwhile
+                self.conn.execute(
+                    "INSERT OR REPLACE INTO clean VALUES (?, ?, ?, ?, ?)",
+                    (file_id, path, e.size, json.dumps(ranges), e.used_at),
+                )
+                saved += 1
+        return saved
 
     def adopt(self, file_id: str, path: str, size: int) -> None:
         """An uploaded version's cache file holds the drive file's bytes: keep it as clean."""
+        path = self.cache.to_clean(path)  # into the clean folder when state and cache split
         old = self.entries.get(file_id)
         if old is not None:
             self._present -= old.present
@@ -167,6 +213,7 @@ class CleanCache:
                 self.cache.remove(old.path)
         e = Entry(path, size, [[0, size]] if size else [], time.time())
         self.entries[file_id] = e
+        self._unsaved.discard(file_id)
         self._present += e.present
         self._save(file_id, e)
         self.evict()
@@ -184,6 +231,7 @@ class CleanCache:
         if e is None:
             return
         self._present -= e.present
+        self._unsaved.discard(file_id)
         self.cache.remove(e.path)
         with self.conn:
             self.conn.execute("DELETE FROM clean WHERE file_id = ?", (file_id,))

@@ -14,13 +14,16 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from panfs.errors import ConfigError
+
+_S = TypeVar("_S")
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -101,6 +104,18 @@ def _seconds(v: Any) -> float:
     return float(v)
 
 
+def _delay(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ValueError("expected a number of seconds >= 0")
+    return float(v)
+
+
+def _suffix(v: Any) -> str:
+    if not isinstance(v, str) or not v or "/" in v or len(v.encode()) > 64:
+        raise ValueError("expected a short file-name suffix such as .panfslink")
+    return v
+
+
 def _drive(v: Any) -> str:
     if v not in ("default", "resource", "backup"):
         raise ValueError("expected one of default, resource, backup")
@@ -116,6 +131,22 @@ def _part_size(v: Any) -> int:
 
 def _size(v: Any) -> int:
     return parse_size(v)
+
+
+def _level(v: Any) -> str:
+    name = str(v).upper()
+    if name not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return name
+
+
+def _count(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError("expected a whole number ≥ 0")
+    return v
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass(frozen=True)
@@ -137,7 +168,7 @@ SCHEMA: dict[str, Key] = {
     "remote.connect_timeout": Key(_seconds, 10.0, "seconds to open a connection"),
     "remote.read_timeout": Key(_seconds, 60.0, "seconds without a byte before a request fails"),
     "remote.max_backoff": Key(_seconds, 60.0, "cap on the retry back-off, seconds"),
-    "cache.dir": Key(_str, None, "cache and state directory; default XDG cache dir/panfs"),
+    "cache.dir": Key(_str, None, "clean, re-downloadable data; default XDG cache dir/panfs"),
     "cache.max_size": Key(_size, 10 * GiB, "bound on clean cached data; dirty data never evicted"),
     "cache.min_free": Key(_size, 256 * MiB, "disk space writes leave free (journal headroom)"),
     "upload.part_size": Key(_part_size, 16 * MiB, "multipart part size, grown to ≤ 10000 parts"),
@@ -145,9 +176,95 @@ SCHEMA: dict[str, Key] = {
     "upload.rapid_upload": Key(_bool, True, "try pre_hash / content-hash rapid upload"),
     "upload.rapid_threshold": Key(_size, 100 * MiB, "files at least this big try pre_hash first"),
     "upload.url_margin": Key(_seconds, 300.0, "refresh upload URLs this long before expiry"),
+    "upload.delay": Key(
+        _delay,
+        2.0,
+        "write-back delay: seconds a closed file waits (a burst"
+        " of saves uploads once); umount --wait does not wait it out",
+    ),
     "mount.list_ttl": Key(_seconds, 30.0, "seconds a remote folder listing stays fresh"),
+    "mount.link_suffix": Key(
+        _suffix,
+        ".panfslink",
+        "symbolic links are stored on the drive as small files whose name ends with this",
+    ),
     "mount.allow_other": Key(_bool, False, "let other users see the mount"),
+    "read.memory": Key(_size, 16 * MiB, "bound on drive bytes read ahead and in flight"),
+    "state.dir": Key(
+        _str, None, "journal, tokens, data not yet uploaded; default XDG state dir/panfs"
+    ),
+    "log.file": Key(_str, None, "the daemon's log; default STATE_DIR/panfs.log"),
+    "log.level": Key(_level, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "log.max_size": Key(_size, 10 * MiB, "rotate the log at this size"),
+    "log.backups": Key(_count, 3, "rotated logs kept (panfs.log.1 ...)"),
 }
+
+SECTIONS = ("remote", "cache", "upload", "mount", "read", "state", "log")
+
+
+# Typed sections: one frozen dataclass per config section, built once from ``SCHEMA``
+# (which holds every default, once). Field names are the keys after the section's dot.
+@dataclass(frozen=True)
+class RemoteSection:
+    endpoint: str | None
+    token_url: str | None
+    client_id: str | None
+    client_secret: str
+    refresh_token: str | None
+    account_file: str | None
+    drive: str
+    connect_timeout: float
+    read_timeout: float
+    max_backoff: float
+
+
+@dataclass(frozen=True)
+class CacheSection:
+    dir: str | None
+    max_size: int
+    min_free: int
+
+
+@dataclass(frozen=True)
+class UploadSection:
+    part_size: int
+    concurrency: int
+    rapid_upload: bool
+    rapid_threshold: int
+    url_margin: float
+
+
+@dataclass(frozen=True)
+class MountSection:
+    list_ttl: float
+    allow_other: bool
+
+
+@dataclass(frozen=True)
+class StateSection:
+    dir: str | None
+
+
+@dataclass(frozen=True)
+class LogSection:
+    file: str | None
+    level: str
+    max_size: int
+    backups: int
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "remote": RemoteSection,
+    "cache": CacheSection,
+    "upload": UploadSection,
+    "mount": MountSection,
+    "state": StateSection,
+    "log": LogSection,
+}
+
+
+def _build(cls: type[_S], section: str, values: Mapping[str, Any]) -> _S:
+    return cls(**{f.name: values[f"{section}.{f.name}"] for f in fields(cls)})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -167,16 +284,60 @@ class Config:
 
     @property
     def cache_dir(self) -> Path:
+        """Where clean, re-downloadable data lives."""
         d = self.values["cache.dir"]
         return Path(d).expanduser() if d else xdg_dir("cache")
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the journal, the tokens and data not yet on the drive live: ``state.dir``;
+        with only ``cache.dir`` set, that one folder holds both (the layout before state.dir)."""
+        d = self.values["state.dir"]
+        if d:
+            return Path(d).expanduser()
+        if self.values["cache.dir"]:
+            return self.cache_dir
+        return xdg_dir("state")
+
+    @property
+    def log_file(self) -> Path:
+        f = self.values["log.file"]
+        return Path(f).expanduser() if f else self.state_dir / "panfs.log"
+
+    # -- typed sections (built once, on first use) ---------------------------------------
+    @cached_property
+    def remote(self) -> RemoteSection:
+        return _build(RemoteSection, "remote", self.values)
+
+    @cached_property
+    def cache(self) -> CacheSection:
+        return _build(CacheSection, "cache", self.values)
+
+    @cached_property
+    def upload(self) -> UploadSection:
+        return _build(UploadSection, "upload", self.values)
+
+    @cached_property
+    def mount(self) -> MountSection:
+        return _build(MountSection, "mount", self.values)
+
+    @cached_property
+    def state(self) -> StateSection:
+        return _build(StateSection, "state", self.values)
+
+    @cached_property
+    def log(self) -> LogSection:
+        return _build(LogSection, "log", self.values)
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in data.items():
         name = f"{prefix}{k}"
-        if isinstance(v, Mapping) and name in {"remote", "cache", "upload", "mount"}:
+        if isinstance(v, Mapping) and name in SECTIONS:
             out.update(_flatten(v, name + "."))
+        elif v is None and name in SECTIONS:
+            continue  # a section whose keys are all commented out
         else:
             out[name] = v
     return out
@@ -232,6 +393,11 @@ def load(path: Path | str | None = None) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{p}: cannot read config: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} on line {line}); save it as UTF-8"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -240,4 +406,6 @@ def load(path: Path | str | None = None) -> Config:
         raise ConfigError(f"{p}: not valid YAML{at}; fix the syntax") from None
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(f"{p}: expected a mapping of sections (remote:, cache:, upload:)")
+    if data is not None and any(not isinstance(k, str) for k in data):
+        raise ConfigError(f"{p}: section names must be words like remote:, cache:")
     return from_mapping(data, p)

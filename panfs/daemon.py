@@ -1,20 +1,25 @@
 """The mount daemon: wire client, journal, uploader, cache and core under one nursery.
 
-Owns: the lifetime of one mount: the cache-dir lock, the embedded drive server
+Owns: the lifetime of one mount: the state-dir lock, the embedded drive server
 (when no account is configured), the services (client → uploader → core), the
 kernel session (``pyfuse3.init`` / ``main`` / ``close``), SIGTERM/SIGINT as a
-clean unmount, the readiness signal, and the record of which cache dir serves
-which mount point (for ``panfs umount --wait`` and ``panfs status``). Must not:
-hold filesystem logic (the core) or protocol logic (the client).
+clean unmount, SIGUSR1 as "the journal changed, look again" (``panfs retry``),
+the readiness signal, the record of which state dir serves which mount point
+(the registry, and the mount's fsname ``panfs:STATE_DIR`` any user can read in
+/proc/self/mountinfo), the mount options, and a WARNING line for every upload
+that failed or is being retried. Must not: hold filesystem logic (the core) or
+protocol logic (the client).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,9 +31,13 @@ from panfs.attrs import AttrStore
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
 from panfs.config import Config, xdg_dir
+from panfs.durability import Syncer
 from panfs.fs import Operations
 from panfs.journal import Journal
+from panfs.logs import quote
 from panfs.metadata import open_db
+from panfs.mount_options import MountOptions
+from panfs.paths import Layout
 from panfs.pending import OpenVersions
 from panfs.registry import record_mount
 from panfs.remote import settings as remote_settings
@@ -38,33 +47,108 @@ from panfs.vfs import Core
 
 log = logging.getLogger(__name__)
 
+HEALTH_FILE = "drive-health.json"
 
-def fuse_options(cfg: Config, extra: list[str]) -> set[str]:
-    opts = {"fsname=panfs", "subtype=panfs", "default_permissions", "noatime"}
-    if cfg["mount.allow_other"] or "allow_other" in extra:
+
+def _fsname(state_dir: Path) -> str:
+    """``panfs:STATE_DIR`` (shown by mount and df; ``panfs status MOUNTPOINT`` reads it),
+    or plain ``panfs`` when the path would not survive the option string."""
+    text = str(state_dir)
+    if any(c in text for c in ",\\") or not text.isprintable():
+        return "panfs"
+    return f"panfs:{text}"
+
+
+def fuse_options(cfg: Config, mopts: MountOptions, state_dir: Path | None = None) -> set[str]:
+    fsname = _fsname(state_dir) if state_dir is not None else "panfs"
+    opts = {f"fsname={fsname}", "subtype=panfs", "default_permissions", "noatime"}
+    if cfg["mount.allow_other"] or mopts.allow_other:
         opts.add("allow_other")
-    if "ro" in extra:
+    if mopts.ro:
         opts.add("ro")
     return opts
 
 
-async def _on_signal() -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
+async def _on_signal(wake: Callable[[], None]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
+        async for signum in signals:
+            if signum == signal.SIGUSR1:
+                log.info("the journal changed (panfs retry / forget): looking again")
+                wake()
+                continue
             log.info("signal received: unmounting")
             pyfuse3.terminate()
             return
 
 
+class _Reporter:
+    """One WARNING per failed upload, and per new error of an upload being retried, with
+    the file's name quoted (a name cannot forge a log line); and ``STATE_DIR/drive-health.json``
+    while the drive is failing every upload: since when, and the last error (``panfs status``
+    shows it instead of a stale rate). It goes once the drive acknowledges a part again."""
+
+    def __init__(self, journal: Journal, state_dir: Path) -> None:
+        self.journal = journal
+        self.seen: dict[int, str | None] = {}
+        self.health = state_dir / HEALTH_FILE
+        self.since: float | None = None
+        self.health.unlink(missing_ok=True)
+
+    def job_ended(self, job_id: int) -> None:
+        job = self.journal.get(job_id)
+        if job is not None and job.state == "failed":
+            log.warning("upload failed for good: %s: %s; after fixing the cause run: "
+                        "panfs retry", quote(job.remote_path), job.error)  # fmt: skip
+
+    def _acked_since(self, since: float) -> bool:
+        row = self.journal.conn.execute(
+            "SELECT 1 FROM parts WHERE acked_at > ? LIMIT 1", (since,)
+        ).fetchone()
+        return row is not None
+
+    def check(self) -> None:
+        errors = []
+        for job in self.journal.jobs(("pending", "uploading")):
+            if job.error and self.seen.get(job.id) != job.error:
+                log.warning("upload of %s: %s; retrying", quote(job.remote_path), job.error)
+            if job.error:
+                errors.append(job.error)
+                self.seen[job.id] = job.error
+        if self.since is not None and self._acked_since(self.since):
+            log.info("the drive acknowledges parts again")
+            self.since = None
+            self.health.unlink(missing_ok=True)
+        elif errors and self.since is None:
+            self.since = time.time()
+            tmp = self.health.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"since": self.since, "error": errors[0][:300]}))
+            os.replace(tmp, self.health)
+
+    async def watch(self, every: float = 1.0) -> None:
+        try:
+            while True:
+                self.check()
+                await trio.sleep(every)
+        finally:
+            self.health.unlink(missing_ok=True)
+
+
 async def run_mount(
-    cfg: Config, mountpoint: Path, *, options: set[str], ready: Callable[[], None]
+    cfg: Config,
+    mountpoint: Path,
+    *,
+    options: set[str],
+    ready: Callable[[], None],
+    mopts: MountOptions | None = None,
 ) -> None:
-    cache_dir = cfg.cache_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    layout = Layout.of(cfg)
+    mopts = mopts or MountOptions()
+    state_dir = layout.state_dir
+    layout.make()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(lock.acquire(cache_dir, str(mountpoint)))
+        stack.enter_context(lock.acquire(state_dir, str(mountpoint)))
         if cfg.embedded:
-            drive = embedded.start(xdg_dir("data"), cache_dir / "drive.log")
+            drive = embedded.start(xdg_dir("data"), state_dir / "drive.log")
             stack.callback(drive.stop)
             settings = remote_settings.from_account_file(drive.account_file)
             settings = dataclasses.replace(
@@ -75,27 +159,43 @@ async def run_mount(
             )
         else:
             settings = remote_settings.from_config(cfg)
-        async with open_client(settings, cache_dir) as client:
-            db = open_db(cache_dir / "journal.db")
+        async with open_client(settings, state_dir) as client:
+            db = open_db(layout.journal)
             stack.callback(db.close)
             journal = Journal(db)
             versions = OpenVersions(db)
-            cache = Cache(cache_dir, cfg["cache.min_free"])
+            cache = Cache(state_dir, cfg["cache.min_free"], clean_root=layout.cache_dir)
             clean = CleanCache(db, cache, cfg["cache.max_size"])
             async with open_uploader(client, journal, UploadSettings.from_config(cfg)) as uploader:
+                uid = os.getuid() if mopts.uid is None else mopts.uid
+                gid = os.getgid() if mopts.gid is None else mopts.gid
                 core = Core(
                     client=client, journal=journal, uploader=uploader, cache=cache,
                     versions=versions, clean=clean, attrs=AttrStore(db),
-                    list_ttl=cfg["mount.list_ttl"], uid=os.getuid(), gid=os.getgid(),
+                    list_ttl=cfg["mount.list_ttl"], uid=uid, gid=gid,
+                    upload_delay=cfg["upload.delay"], link_suffix=cfg["mount.link_suffix"],
                 )  # fmt: skip
+                reporter = _Reporter(journal, state_dir)
+                uploader.on_job_end.append(reporter.job_ended)
                 core.recover()
                 uploader.wake()
-                registry = record_mount(mountpoint, cache_dir)
-                pyfuse3.init(Operations(core), str(mountpoint), options)
+                registry = record_mount(mountpoint, state_dir)
+                ops = Operations(core)
+                ops.umask = mopts.umask
+                pyfuse3.init(ops, str(mountpoint), options)
                 try:
+                    # SIGTERM is handled by _on_signal while mounted and then ignored, so a
+                    # second one cannot cut the clean stop short (the last sync, below)
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_on_signal)
-                        log.info("mounted %s (cache %s)", mountpoint, cache_dir)
+                        nursery.start_soon(_on_signal, uploader.wake)
+                        nursery.start_soon(reporter.watch)
+                        nursery.start_soon(core.reads.run, cfg["read.memory"])
+                        syncer = Syncer(db, layout.journal, clean)
+                        core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s
+                        nursery.start_soon(syncer.run)
+                        log.info("mounted %s (state %s, cache %s)", mountpoint, state_dir,
+                                 layout.cache_dir)  # fmt: skip
                         ready()
                         sdnotify.notify("READY=1")
                         await pyfuse3.main()

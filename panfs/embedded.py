@@ -71,7 +71,8 @@ def start(data_dir: Path, log: Path) -> EmbeddedDrive:
     root.mkdir(parents=True, exist_ok=True)
     port_file = root / "port"
     port = port_file.read_text().strip() if port_file.exists() else "0"
-    args = [sys.executable, "-m", "panfs", "serve", "--root", str(root), "--port", port]
+    # -P: a folder named panfs in the current directory must not shadow the package
+    args = [sys.executable, "-P", "-m", "panfs", "serve", "--root", str(root), "--port", port]
     with open(log, "a") as err:
         proc = subprocess.Popen(
             args,

@@ -47,6 +47,7 @@ class PanfsError(Exception):
     """Base of every deliberate panfs error."""
 
     errno: int = _errno.EIO
+    exit_code: int = 1  # panfs.exitcodes: runtime failure unless a subclass says otherwise
 
     def __init__(self, message: str, *, err: int | None = None) -> None:
         super().__init__(message)
@@ -62,12 +63,14 @@ class ConfigError(PanfsError):
     """A config file, key or value is wrong; the message names the key and the fix."""
 
     errno = _errno.EINVAL
+    exit_code = 2
 
 
 class UsageError(PanfsError):
     """The command line is wrong; the message says how to call it."""
 
     errno = _errno.EINVAL
+    exit_code = 2
 
 
 class LocalError(PanfsError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -37,7 +36,9 @@ def _errors(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[An
         except pyfuse3.FUSEError:
             raise
         except PanfsError as e:
-            log.info("%s: %s (errno %d)", fn.__name__, e, e.errno)
+            # "no such entry" is routine (shells and file managers probe names): DEBUG
+            lvl = logging.DEBUG if e.errno == errno.ENOENT else logging.INFO
+            log.log(lvl, "%s: %s (errno %d)", fn.__name__, e, e.errno)
             raise pyfuse3.FUSEError(e.errno) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
@@ -47,12 +48,17 @@ def _errors(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[An
 
 
 def _name(raw: bytes) -> str:
-    return os.fsdecode(raw)
+    """Names on the drive are UTF-8: any other bytes are refused with EILSEQ."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise pyfuse3.FUSEError(errno.EILSEQ) from None
 
 
 class Operations(pyfuse3.Operations):
     enable_writeback_cache = True
     supports_dot_lookup = False
+    umask = 0  # mount option umask=: bits taken away from every mode shown
 
     def __init__(self, core: Core) -> None:
         super().__init__()
@@ -64,8 +70,8 @@ class Operations(pyfuse3.Operations):
         a.generation = 0
         a.entry_timeout = ATTR_TIMEOUT
         a.attr_timeout = ATTR_TIMEOUT
-        a.st_mode = node.st_mode
-        a.st_nlink = 2 if node.is_dir else 1
+        a.st_mode = node.st_mode & ~self.umask
+        a.st_nlink = self.core.nlink(node)
         a.st_uid = node.uid
         a.st_gid = node.gid
         a.st_rdev = 0
@@ -130,8 +136,8 @@ class Operations(pyfuse3.Operations):
         flags: int,
         ctx: Any,
     ) -> None:
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            raise pyfuse3.FUSEError(errno.EINVAL)
+        if flags & ~pyfuse3.RENAME_NOREPLACE:
+            raise pyfuse3.FUSEError(errno.EINVAL)  # EXCHANGE, WHITEOUT: not on a drive
         noreplace = 1 if flags & pyfuse3.RENAME_NOREPLACE else 0
         await self.core.rename(
             parent_inode_old, _name(name_old), parent_inode_new, _name(name_new), noreplace
@@ -142,17 +148,27 @@ class Operations(pyfuse3.Operations):
         raise pyfuse3.FUSEError(errno.EPERM)  # the drive has no hard links
 
     @_errors
-    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EPERM)  # the drive has no symlinks
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: Any
+    ) -> pyfuse3.EntryAttributes:
+        node = await self.core.symlink(parent_inode, _name(name), target, ctx.uid, ctx.gid)
+        return self._attr(node)
 
     @_errors
-    async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EPERM)  # regular files come through create()
+    async def readlink(self, inode: int, ctx: Any) -> bytes:
+        return await self.core.readlink(inode)
+
+    @_errors
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: Any
+    ) -> pyfuse3.EntryAttributes:
+        node = await self.core.mknod(parent_inode, _name(name), mode, ctx.uid, ctx.gid)
+        return self._attr(node)
 
     @_errors
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         h = await self.core.open(inode, flags)
-        return pyfuse3.FileInfo(fh=h.fh, keep_cache=not h.write)
+        return pyfuse3.FileInfo(fh=h.fh, keep_cache=self.core.keep_cache(h))
 
     @_errors
     async def create(
@@ -188,11 +204,10 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
-        nodes = await self.core.readdir(fh)
-        for i, node in enumerate(nodes[start_id:], start_id + 1):
-            if not pyfuse3.readdir_reply(token, os.fsencode(node.name), self._attr(node), i):
+        for node in await self.core.readdir(fh, start_id):
+            if not pyfuse3.readdir_reply(token, node.name.encode(), self._attr(node), node.cookie):
                 return
-            node.lookups += 1
+            self.core.remember(node)
 
     @_errors
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:

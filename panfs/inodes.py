@@ -34,14 +34,30 @@ class Node:
     dirty: bool = False
     job_id: int | None = None  # journal job uploading the dirty version
     writers: int = 0  # open handles writing the current version
+    version_open: bool = False  # cache_path is a version still open (or being published)
     open_handles: int = 0
     children: dict[str, int] | None = None  # folders: loaded listing
     listed_at: float = -1.0
     linked: bool = True  # False once unlinked: lives until the last handle and lookup go
     extra: dict[str, str] = field(default_factory=dict)
+    # a symbolic link: stored on the drive as a small file named name + suffix
+    link_suffix: str = ""
+    cookie: int = 0  # readdir position in its folder: stable while the folder changes
+    data_gen: int = 0  # bumped when the bytes change behind the kernel (another drive file)
+    kernel_gen: int = -1  # data_gen when the kernel last opened it (its page cache is of it)
+
+    @property
+    def is_link(self) -> bool:
+        return bool(self.link_suffix)
+
+    @property
+    def drive_name(self) -> str:
+        return self.name + self.link_suffix
 
     @property
     def st_mode(self) -> int:
+        if self.is_link:
+            return stat.S_IFLNK | 0o777
         kind = stat.S_IFDIR if self.is_dir else stat.S_IFREG
         perm = self.mode & 0o7777 if self.mode else (0o755 if self.is_dir else 0o644)
         return kind | perm
@@ -56,6 +72,7 @@ class InodeTable:
         root.children = {}
         self._nodes: dict[int, Node] = {ROOT_INO: root}
         self._next = ROOT_INO + 1
+        self._cookie = 0
         # cache file of a local version → the node it is a version of (until it settles)
         self._versions: dict[str, Node] = {}
 
@@ -83,7 +100,21 @@ class InodeTable:
         self._nodes[node.ino] = node
         assert parent.children is not None
         parent.children[name] = node.ino
+        node.cookie = self._new_cookie()
         return node
+
+    def _new_cookie(self) -> int:
+        self._cookie += 1
+        return self._cookie
+
+    def alive(self, node: Node) -> bool:
+        """Still in the table (linked, or referenced by a lookup or a handle)."""
+        return self._nodes.get(node.ino) is node
+
+    def subfolders(self, node: Node) -> int:
+        if not node.children:
+            return 0
+        return sum(1 for i in node.children.values() if (c := self._nodes.get(i)) and c.is_dir)
 
     def child(self, parent: Node, name: str) -> Node | None:
         if parent.children is None:
@@ -107,6 +138,7 @@ class InodeTable:
         assert new_parent.children is not None
         node.parent, node.name = new_parent.ino, new_name
         new_parent.children[new_name] = node.ino
+        node.cookie = self._new_cookie()
 
     def forget(self, ino: int, n: int) -> None:
         node = self._nodes.get(ino)
@@ -124,8 +156,9 @@ class InodeTable:
             self._nodes.pop(node.ino, None)
 
     def path(self, node: Node) -> str:
+        """The node's path on the drive (a link's name carries its suffix)."""
         parts: list[str] = []
         while node.ino != ROOT_INO:
-            parts.append(node.name)
+            parts.append(node.drive_name)
             node = self._nodes[node.parent]
         return "/" + "/".join(reversed(parts))

@@ -9,6 +9,16 @@ Sync, on the trio thread; every method commits before it returns.
 States: ``pending`` → ``uploading`` → ``done``; ``failed`` (permanent reason in
 ``error``); ``superseded`` (a newer version exists: never completes);
 ``interrupted`` (its writer was cut off: never uploaded until the user acts).
+``landed_at`` marks an ``uploading`` job whose complete was answered and whose
+hashes agreed: from then on it IS the name on the drive (its post-steps, the
+move to the final name and the trash of what it replaces, may remain), so a
+newer version replaces it instead of superseding it.
+
+One name, one landing: adding a job supersedes, in the same transaction, every
+older unlanded job of the same (folder, name); whatever drive file the superseded
+job was to retire is inherited by the new job or doomed. Doomed drive files
+(``doomed``) and superseded jobs that hold a drive file are what the reaper
+trashes; listings hide both.
 """
 
 from __future__ import annotations
@@ -28,8 +38,10 @@ ACTIVE: tuple[JobState, ...] = ("pending", "uploading")
 _COLS = (
     "id, source, size, mtime_ns, inode, fingerprint, parent_file_id, name, remote_path,"
     " replaces_file_id, state, file_id, upload_id, created_parent, created_name, part_size,"
-    " sent_bytes, error, next_retry_at, created_at, updated_at"
+    " sent_bytes, error, next_retry_at, created_at, updated_at, landed_at"
 )
+# states whose job still holds a version that may yet land (and so may be superseded)
+UNLANDED: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class Job:
     next_retry_at: float | None
     created_at: float
     updated_at: float
+    landed_at: float | None = None
 
     @property
     def identity(self) -> tuple[int, int, int, str]:
@@ -120,6 +133,23 @@ class Journal:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def busy(self) -> bool:
+        """Anything left to do on the drive: versions to upload (or finish landing), drive
+        files to trash (doomed, or held by superseded versions)."""
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'uploading')"
+            "  OR (state = 'superseded' AND file_id IS NOT NULL))"
+            " OR EXISTS (SELECT 1 FROM doomed)"
+        ).fetchone()
+        return bool(row[0])
+
+    def clear_delays(self) -> None:
+        """Pending versions waiting out the write-back delay may go now."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE jobs SET next_retry_at = NULL WHERE state = 'pending' AND error IS NULL"
+            )
+
     def parts(self, job_id: int) -> list[PartRecord]:
         rows = self.conn.execute(
             "SELECT part_number, offset, size, etag, xxh3, acked_at FROM parts"
@@ -138,14 +168,37 @@ class Journal:
         remote_path: str,
         replaces_file_id: str | None = None,
         state: JobState = "pending",
-    ) -> Job:
+        not_before: float | None = None,
+        supersede: bool = True,
+    ) -> tuple[Job, list[int]]:
+        """Queue a version of (folder, name). In the same transaction every older unlanded
+        job of that name is superseded (one name, one landing); the drive file such a job
+        was to retire becomes this job's to retire, or is doomed when this job retires
+        another. Returns the job and the ids it superseded. ``not_before``: the write-back
+        delay (the scheduler leaves the job alone until then)."""
         size, mtime_ns, inode, fp = identity(source)
         now = time.time()
         with self.conn:
+            older = self.conn.execute(
+                "SELECT id, replaces_file_id FROM jobs WHERE parent_file_id = ? AND name = ?"
+                " AND state IN ('pending', 'uploading', 'interrupted', 'failed')"
+                " AND landed_at IS NULL ORDER BY id",
+                (parent_file_id, name),
+            ).fetchall()
+            if not supersede:
+                older = []
+            replaces = replaces_file_id
+            for _, r in older:
+                if r is None or r == replaces:
+                    continue
+                if replaces is None:
+                    replaces = r
+                else:
+                    self._doom(r, f"replaced by a newer version of {remote_path}", now)
             cur = self.conn.execute(
                 "INSERT INTO jobs (source, size, mtime_ns, inode, fingerprint, parent_file_id,"
-                " name, remote_path, replaces_file_id, state, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " name, remote_path, replaces_file_id, state, next_retry_at, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     source,
                     size,
@@ -155,15 +208,23 @@ class Journal:
                     parent_file_id,
                     name,
                     remote_path,
-                    replaces_file_id,
+                    replaces,
                     state,
+                    not_before,
                     now,
                     now,
                 ),
             )
+            ids = [i for i, _ in older]
+            if ids:
+                marks = ",".join("?" * len(ids))
+                self.conn.execute(
+                    f"UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id IN ({marks})",
+                    (now, *ids),
+                )
         job = self.get(int(cur.lastrowid or 0))
         assert job is not None
-        return job
+        return job, ids
 
     def _set(self, job_id: int, **fields: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -175,22 +236,125 @@ class Journal:
                 (*fields.values(), time.time(), job_id),
             )
 
-    def supersede(self, job_id: int) -> None:
-        with self.conn:
-            self.conn.execute(
-                "UPDATE jobs SET state = 'superseded', updated_at = ?"
-                " WHERE id = ? AND state IN ('pending', 'uploading', 'interrupted', 'failed')",
-                (time.time(), job_id),
-            )
-
-    def supersede_older_duplicates(self) -> int:
-        """Start-up repair: of several active jobs for one drive name, only the newest may
-        land (a daemon that died between queueing a version and superseding the one before
-        leaves two). Returns how many were superseded."""
+    def supersede(self, job_id: int) -> bool:
+        """A newer version of the same name took over (a landed job is replaced, never
+        superseded). True when the job was superseded by this call."""
         with self.conn:
             cur = self.conn.execute(
                 "UPDATE jobs SET state = 'superseded', updated_at = ?"
-                " WHERE state IN ('pending', 'uploading') AND EXISTS (SELECT 1 FROM jobs AS newer"
+                " WHERE id = ? AND state IN ('pending', 'uploading', 'interrupted', 'failed')"
+                " AND landed_at IS NULL",
+                (time.time(), job_id),
+            )
+        return cur.rowcount == 1
+
+    def abandon(self, job_id: int, doom: Iterable[str | None] = ()) -> list[str]:
+        """The name goes (unlink, rename-over by a file already on the drive): the job never
+        lands, and the drive files it stood for or was to retire are doomed, in one
+        transaction. A landed job is abandoned too (its post-steps stop) and its own file
+        doomed. Returns the doomed file ids (to trash now; the reaper retries)."""
+        now = time.time()
+        job = self.get(job_id)
+        ids = [f for f in doom if f]
+        with self.conn:
+            if job is not None and job.state not in ("done", "superseded"):
+                if job.replaces_file_id:
+                    ids.append(job.replaces_file_id)
+                if job.landed_at is not None and job.file_id:
+                    ids.append(job.file_id)
+                self.conn.execute(
+                    "UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id = ?",
+                    (now, job_id),
+                )
+            for f in ids:
+                self._doom(f, "its name was removed", now)
+        return list(dict.fromkeys(ids))
+
+    # -- doomed drive files ---------------------------------------------------------------
+    def _doom(self, file_id: str, reason: str, now: float) -> None:
+        self.conn.execute(
+            "INSERT OR IGNORE INTO doomed (file_id, reason, added_at) VALUES (?, ?, ?)",
+            (file_id, reason[:300], now),
+        )
+
+    def doom(self, file_ids: Iterable[str | None], reason: str) -> list[str]:
+        ids = [f for f in file_ids if f]
+        with self.conn:
+            for f in ids:
+                self._doom(f, reason, time.time())
+        return ids
+
+    def doomed(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT file_id FROM doomed ORDER BY added_at")]
+
+    def is_dead(self, file_id: str) -> bool:
+        """A drive file of ours that must go: doomed, or held by a superseded version."""
+        row = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM doomed WHERE file_id = ?)"
+            " OR EXISTS (SELECT 1 FROM jobs WHERE file_id = ? AND state = 'superseded')",
+            (file_id, file_id),
+        ).fetchone()
+        return bool(row[0])
+
+    def trashed(self, file_id: str) -> None:
+        """The drive confirmed ``file_id`` is gone (or never was): forget it."""
+        with self.conn:
+            self.conn.execute("DELETE FROM doomed WHERE file_id = ?", (file_id,))
+
+    def retire_superseded(self, job_id: int) -> str | None:
+        """A superseded job that holds a drive file (its session may have completed): the
+        file is doomed and the job forgets it, in one transaction. Returns the file id."""
+        job = self.get(job_id)
+        if job is None or job.state != "superseded" or not job.file_id:
+            return None
+        with self.conn:
+            self._doom(job.file_id, f"superseded version of {job.remote_path}", time.time())
+            self.conn.execute(
+                "UPDATE jobs SET file_id = NULL, upload_id = NULL WHERE id = ?", (job_id,)
+            )
+        return job.file_id
+
+    # -- what listings may show -----------------------------------------------------------
+    def hidden_file_ids(self, parent_file_id: str) -> set[str]:
+        """Drive files a listing of ``parent_file_id`` must not show: doomed ones, those of
+        superseded versions (one may complete just before its session notices), and those
+        of versions not yet at their final name (created under an earlier name or folder)."""
+        rows = self.conn.execute(
+            "SELECT file_id FROM jobs WHERE file_id IS NOT NULL AND created_parent = ?"
+            " AND (state = 'superseded' OR parent_file_id != created_parent"
+            "      OR name != created_name)",
+            (parent_file_id,),
+        ).fetchall()
+        hidden = {r[0] for r in rows}
+        hidden.update(self.doomed())
+        return hidden
+
+    def local_jobs(self, parent_file_id: str) -> list[Job]:
+        """Versions of files in a folder that the drive's listing cannot show (yet)."""
+        rows = self.conn.execute(
+            f"SELECT {_COLS} FROM jobs WHERE parent_file_id = ?"
+            " AND state IN ('pending', 'uploading', 'interrupted', 'failed') ORDER BY id",
+            (parent_file_id,),
+        ).fetchall()
+        return [Job(*r) for r in rows]
+
+    def name_jobs(self, parent_file_id: str, name: str) -> list[Job]:
+        """Every job of one drive name that is not superseded (landed and done included)."""
+        rows = self.conn.execute(
+            f"SELECT {_COLS} FROM jobs WHERE parent_file_id = ? AND name = ?"
+            " AND state != 'superseded' ORDER BY id",
+            (parent_file_id, name),
+        ).fetchall()
+        return [Job(*r) for r in rows]
+
+    def supersede_older_duplicates(self) -> int:
+        """Start-up repair (databases written before ``add`` superseded in one transaction):
+        of several unlanded jobs for one drive name, only the newest may land."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE jobs SET state = 'superseded', updated_at = ?"
+                " WHERE state IN ('pending', 'uploading') AND landed_at IS NULL AND EXISTS"
+                " (SELECT 1 FROM jobs AS newer"
                 "  WHERE newer.parent_file_id = jobs.parent_file_id AND newer.name = jobs.name"
                 "  AND newer.id > jobs.id AND newer.state IN ('pending', 'uploading'))",
                 (time.time(),),
@@ -198,7 +362,21 @@ class Journal:
         return cur.rowcount
 
     def retarget(self, job_id: int, *, parent_file_id: str, name: str, remote_path: str) -> None:
+        """The version follows a rename (the caller superseded or abandoned what the new
+        name held)."""
         self._set(job_id, parent_file_id=parent_file_id, name=name, remote_path=remote_path)
+
+    def unpublish(self, job_id: int) -> bool:
+        """A queued version nothing on the drive depends on yet (no session, or interrupted
+        or failed) goes back to being written: its row goes, its cache file stays. The
+        caller records it as an open version first."""
+        with self.conn:
+            cur = self.conn.execute(
+                "DELETE FROM jobs WHERE id = ? AND landed_at IS NULL AND ("
+                " state IN ('interrupted', 'failed') OR (state = 'pending' AND file_id IS NULL))",
+                (job_id,),
+            )
+        return cur.rowcount == 1
 
     def set_replaces(self, job_id: int, file_id: str | None) -> None:
         self._set(job_id, replaces_file_id=file_id)
@@ -274,6 +452,27 @@ class Journal:
 
     def note_error(self, job_id: int, error: str, next_retry_at: float) -> None:
         self._set(job_id, error=error[:300], next_retry_at=next_retry_at)
+
+    def mark_landed(self, job_id: int) -> bool:
+        """complete answered and the hashes agreed: this version is now the name on the
+        drive. Sync, in the same step as the check that the job is not superseded."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE jobs SET landed_at = ?, updated_at = ? WHERE id = ?"
+                " AND state = 'uploading'",
+                (time.time(), time.time(), job_id),
+            )
+        return cur.rowcount == 1
+
+    def note_file(self, job_id: int, file_id: str, parent_file_id: str, name: str) -> None:
+        """A drive file exists for this job (rapid upload): recorded whatever the job's
+        state, so a superseded job's file is found and trashed."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE jobs SET file_id = ?, upload_id = NULL, created_parent = ?,"
+                " created_name = ?, updated_at = ? WHERE id = ?",
+                (file_id, parent_file_id, name, time.time(), job_id),
+            )
 
     def mark_rapid(self, job_id: int, file_id: str, parent_file_id: str, name: str) -> None:
         with self.conn:

@@ -1,7 +1,10 @@
 """The local SQLite database (WAL): the whole schema in one place.
 
-Owns: opening the state database with WAL and ``synchronous=FULL`` (a committed
-row survives a power cut), and the schema of every table panfs keeps locally:
+Owns: opening the state database with WAL and ``synchronous=NORMAL``: a commit
+is in the WAL at once (a killed daemon loses nothing committed) and survives a power
+cut once ``durability.Syncer`` fsyncs the WAL, at most a second later (or at once,
+when a program calls ``fsync()``); checkpoints run there too, off the trio thread
+(the automatic one is only a backstop). And the schema of every table panfs keeps locally:
 the upload journal (``jobs``, ``parts``), the mount's open versions, its clean
 cache index and the attributes it keeps locally (mode, owner, times). Must not:
 hold queries (``journal.py`` and ``pending.py`` do). The connection is used on
@@ -36,9 +39,11 @@ SCHEMA = [
         part_size        INTEGER,               -- session: nominal part size planned
         sent_bytes       INTEGER NOT NULL DEFAULT 0,  -- bytes the server acknowledged
         error            TEXT,                  -- last error, one line; NULL none
-        next_retry_at    REAL,                  -- unix seconds of the next try after an error
+        next_retry_at    REAL,                  -- unix seconds of the next try (error, delay)
         created_at       REAL NOT NULL,
-        updated_at       REAL NOT NULL
+        updated_at       REAL NOT NULL,
+        landed_at        REAL                   -- complete answered, hashes agreed: this version
+                                                --   IS the name on the drive (post-steps remain?)
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
@@ -68,6 +73,14 @@ SCHEMA = [
     )
     """,
     """
+    CREATE TABLE IF NOT EXISTS doomed (
+        file_id   TEXT PRIMARY KEY,             -- a drive file of ours no name may show again:
+        reason    TEXT NOT NULL,                --   the reaper trashes it (retried until gone)
+        added_at  REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS jobs_name ON jobs(parent_file_id, name)",
+    """
     CREATE TABLE IF NOT EXISTS clean (
         file_id   TEXT PRIMARY KEY,             -- drive file whose bytes are cached
         path      TEXT NOT NULL,                -- the cache file (sparse while partly present)
@@ -93,13 +106,15 @@ def open_db(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=16384")  # backstop: 64 MiB of WAL
     conn.execute("PRAGMA foreign_keys=ON")
     with conn:
         for stmt in SCHEMA:
             conn.execute(stmt)
         _add_columns(conn, "open_versions", {"flushed_size": "INTEGER",
                                              "flushed_mtime_ns": "INTEGER"})  # fmt: skip
+        _add_columns(conn, "jobs", {"landed_at": "REAL"})
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return conn
 

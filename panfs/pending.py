@@ -5,7 +5,7 @@ byte of a new version is written until its last writer closed and the version
 became a journal job. A row found at start-up means the daemon stopped before
 the last close was handled: if the last writer's close() (FLUSH) was recorded and
 the file is unchanged since, the version was whole and is queued; otherwise the
-writer was cut off and ``settle.Settler`` makes it an ``interrupted`` job. Must not: upload,
+writer was cut off and ``recovery.Recovery`` makes it an ``interrupted`` job. Must not: upload,
 or touch cache files.
 """
 

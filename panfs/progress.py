@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -50,24 +51,35 @@ class Bars:
             self.tasks[key] = task
         self.progress.update(task, completed=done, total=total, note=note, description=label)
 
+    def remove(self, key: Any) -> None:
+        task = self.tasks.pop(key, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
     def overall(self, done: int, total: int) -> None:
         self.progress.update(self.total, completed=done, total=total)
 
 
-def watch_status(collect: Callable[[], tuple[list[Any], bool]], interval: float = 1.0) -> None:
-    """Redraw ``panfs status`` rows as bars until interrupted (Ctrl-C)."""
+def watch_status(collect: Callable[[], Any], interval: float = 1.0) -> None:
+    """Redraw ``panfs status`` as bars until interrupted (Ctrl-C); finished files go away.
+    ``collect()`` returns an ``overview.Overview``."""
     with make_progress(Console()) as progress:
         bars = Bars(progress)
         try:
             while True:
-                rows, _alive = collect()
-                for r in rows:
-                    j = r.job
-                    note = j.state if j.state != "uploading" else ""
-                    if j.error:
-                        note += f" {j.error[:60]}"
-                    bars.update(j.id, j.remote_path, j.sent_bytes, j.size, note.strip())
-                bars.overall(sum(r.job.sent_bytes for r in rows), sum(r.job.size for r in rows))
+                ov = collect()
+                keys = set()
+                for f in ov.files:
+                    key = (f.id, f.source)
+                    keys.add(key)
+                    note = f.state if f.state != "uploading" else ""
+                    if f.error:
+                        note += f" {f.error[:60]!r}"
+                    bars.update(key, escape(repr(f.path)[1:-1]), f.sent, f.size, note.strip())
+                for key in [k for k in bars.tasks if k not in keys]:
+                    bars.remove(key)
+                waiting = ov.waiting
+                bars.overall(sum(f.sent for f in waiting), sum(f.size for f in waiting))
                 time.sleep(interval)
         except KeyboardInterrupt:
             return

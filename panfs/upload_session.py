@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,14 +102,31 @@ class UploadSession:
         job_id: int,
         settings: SessionSettings,
         on_progress: Any = None,
+        landing: trio.Lock | None = None,
     ) -> None:
         self.client = client
+        # held from complete to the end of the post-steps (the mount takes it to rename
+        # or unlink this upload's file): the two never interleave
+        self.landing = landing or trio.Lock()
+        self._landing_held = False
         self.journal = journal
         self.job_id = job_id
         self.settings = settings
         self.on_progress = on_progress or (lambda job_id, sent: None)
         self.urls: dict[int, UploadUrl] = {}
         self.resent_checks = 0
+
+    @contextlib.asynccontextmanager
+    async def _landing(self) -> AsyncIterator[None]:
+        if self._landing_held:
+            yield
+            return
+        async with self.landing:
+            self._landing_held = True
+            try:
+                yield
+            finally:
+                self._landing_held = False
 
     def job(self) -> Job:
         job = self.journal.get(self.job_id)
@@ -152,7 +169,8 @@ class UploadSession:
 
     async def _converge(self, job: Job) -> None:
         if job.file_id and not job.upload_id:
-            await self._finish(self.job(), None)  # rapid upload done, post-steps may remain
+            async with self._landing():  # rapid upload done, post-steps may remain
+                await self._finish(self.job(), None)
             return
         sha1 = None
         if job.file_id and job.upload_id:
@@ -217,12 +235,17 @@ class UploadSession:
                 part_sizes(job.size, part),
                 rapid=RapidProof(full, job.size, reader),
             )
-        self.job()
         if res.rapid_upload:
-            log.info("%s: rapid upload, no bytes sent", job.remote_path)
-            self.journal.mark_rapid(self.job_id, res.file_id, job.parent_file_id, job.name)
-            await self._finish(self.job(), None)
+            # the file exists on the drive now: recorded whatever the job's state, so a
+            # version superseded meanwhile is found and trashed by the reaper
+            self.journal.note_file(self.job_id, res.file_id, job.parent_file_id, job.name)
+            async with self._landing():
+                self.job()
+                self.journal.mark_landed(self.job_id)
+                log.info("%s: rapid upload, no bytes sent", job.remote_path)
+                await self._finish(self.job(), None)
             return True
+        self.job()
         self._record_session(job, res, part)
         await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
         return True
@@ -268,7 +291,10 @@ class UploadSession:
         local = (await range_digests(job.source, 0, job.size, "sha1"))["sha1"]
         if remote.content_hash.upper() != local:
             return False
-        await self._finish(job, local)
+        async with self._landing():
+            self.job()  # superseded: the reaper trashes the completed file (the job holds it)
+            self.journal.mark_landed(self.job_id)
+            await self._finish(self.job(), local)
         return True
 
     # -- the part loop ---------------------------------------------------------------------
@@ -394,6 +420,10 @@ class UploadSession:
 
     # -- completion ------------------------------------------------------------------------
     async def _complete(self, job: Job, sha1: str) -> None:
+        async with self._landing():
+            await self._complete_locked(job, sha1)
+
+    async def _complete_locked(self, job: Job, sha1: str) -> None:
         assert job.file_id
         assert job.upload_id
         await self.client._token()  # refresh now, so nothing yields between check and send
@@ -413,25 +443,39 @@ class UploadSession:
         latest = self.journal.get(self.job_id)
         if latest is None or latest.state == "superseded":
             # superseded while complete was in flight: this version must not stay visible
-            await self.client.trash(job.file_id)
+            # (doomed first, so a crash before the trash is finished by the reaper)
+            await self._trash(job.file_id, "superseded while its complete was in flight")
             raise Superseded()
         if remote.content_hash.upper() != sha1 or remote.size != job.size:
-            await self.client.trash(job.file_id)
+            await self._trash(job.file_id, "its content hash differed from the local bytes")
             raise CorruptSession(
                 f"the drive's content_hash {remote.content_hash} differs from ours {sha1}"
             )
+        # one step with the check above (no await between): from here on this version IS
+        # the name on the drive; a newer version replaces it instead of superseding it
+        self.journal.mark_landed(self.job_id)
         await self._finish(job, sha1)
+
+    async def _trash(self, file_id: str, reason: str) -> None:
+        self.journal.doom([file_id], reason)
+        await self.client.trash(file_id)
+        self.journal.trashed(file_id)
 
     async def _finish(self, job: Job, sha1: str | None) -> None:
         """After the hashes agreed: follow renames, retire the replaced version, mark done."""
-        job = self.journal.get(self.job_id) or job
+        job = self.job()  # abandoned (its name was removed)? the reaper trashes the file
         assert job.file_id
-        if (job.created_parent, job.created_name) != (job.parent_file_id, job.name):
-            if job.created_parent != job.parent_file_id:
-                await self.client.move(job.file_id, job.parent_file_id, new_name=job.name)
-            else:
-                await self.client.rename(job.file_id, job.name, check_name_mode="ignore")
+        while (job.created_parent, job.created_name) != (job.parent_file_id, job.name):
+            try:
+                if job.created_parent != job.parent_file_id:
+                    await self.client.move(job.file_id, job.parent_file_id, new_name=job.name)
+                else:
+                    await self.client.rename(job.file_id, job.name, check_name_mode="ignore")
+            except RemoteNotFoundError:
+                self.job()
+                raise
             self.journal.mark_rapid(self.job_id, job.file_id, job.parent_file_id, job.name)
+            job = self.job()  # renamed again while the move was in flight? follow it
         crashpoint.reach("after_move")
         if job.replaces_file_id and job.replaces_file_id != job.file_id:
             await self.client.trash(job.replaces_file_id)

@@ -5,7 +5,9 @@ running up to ``concurrency`` upload sessions in its nursery, and each job's
 failure policy: transient errors are recorded (``error``, ``next_retry_at``) and
 retried forever with capped, jittered back-off; permanent ones mark the job
 ``failed`` with a one-line reason. One job failing never stops the others; only
-"the service is gone" (cancellation) escapes. Must not: know FUSE or HTTP.
+"the service is gone" (cancellation) escapes. Also the reaper: drive files the
+journal dooms (superseded versions that hold one, replaced files whose name went)
+are trashed here, retried until the drive confirms. Must not: know FUSE or HTTP.
 """
 
 from __future__ import annotations
@@ -61,32 +63,53 @@ class LiveProgress:
 
 
 Runner = Callable[[int], Awaitable[None]]
+Trasher = Callable[[str], Awaitable[None]]
 
 
 class Uploader:
-    def __init__(self, journal: Journal, run_job: Runner, settings: UploadSettings) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        run_job: Runner,
+        settings: UploadSettings,
+        trash: Trasher | None = None,
+    ) -> None:
         self.journal = journal
         self.run_job = run_job
+        self.trash = trash
         self.settings = settings
         self.running: set[int] = set()
         self.progress: dict[int, LiveProgress] = {}
         self._wake = trio.Event()
+        self._reaped = trio.Event()
+        self._landing: dict[int, trio.Lock] = {}
         self._changed = trio.Event()
         self._rng = random.Random()
         # called (sync, on the trio thread) whenever a job's worker stops, whatever the outcome
         self.on_job_end: list[Callable[[int], None]] = []
 
+    def landing(self, job_id: int) -> trio.Lock:
+        """Held by an upload from its complete to the end of its post-steps, and by the
+        mount while it changes the name of that upload's file (rename, unlink)."""
+        return self._landing.setdefault(job_id, trio.Lock())
+
     def wake(self) -> None:
         """New or changed jobs in the journal: look again. Sync, never blocks."""
         self._wake.set()
+        self._reaped.set()
 
     def _signal(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
 
+    def flush_delays(self) -> None:
+        """Upload now what waits out its write-back delay (unmount, ``umount --wait``)."""
+        self.journal.clear_delays()
+        self.wake()
+
     async def wait_idle(self) -> None:
         """Return once no job is pending or uploading (failed and interrupted ones don't count)."""
-        while self.journal.jobs(ACTIVE):
+        while self.journal.busy():
             changed = self._changed
             with trio.move_on_after(0.5):
                 await changed.wait()
@@ -116,6 +139,36 @@ class Uploader:
                 nursery.start_soon(self._worker, job.id)
             with trio.move_on_after(1.0):  # also re-checks jobs whose retry time came
                 await self._wake.wait()
+
+    def _end(self, job_id: int) -> None:
+        for hook in self.on_job_end:
+            try:
+                hook(job_id)
+            except Exception:  # settling is repaired at the next start; uploads go on
+                log.exception("after job %d", job_id)
+
+    async def _reap(self) -> None:
+        """Superseded versions not being uploaded: a drive file they hold is doomed, then
+        they are settled (cache file, row); doomed drive files are trashed. Transient
+        failures wait for the next round."""
+        while True:
+            for job in self.journal.jobs(("superseded",)):
+                if job.id in self.running:
+                    continue  # its session notices and stops (or trashes what landed)
+                self.journal.retire_superseded(job.id)
+                self._end(job.id)
+            if self.trash is not None:
+                for file_id in self.journal.doomed():
+                    try:
+                        await self.trash(file_id)
+                    except RemoteError as e:
+                        log.warning("cannot trash a replaced drive file yet: %s", e.describe())
+                        break
+                    self.journal.trashed(file_id)
+                    self._signal()
+            with trio.move_on_after(2.0):
+                await self._reaped.wait()
+            self._reaped = trio.Event()
 
     async def _worker(self, job_id: int) -> None:
         attempt = 0
@@ -148,11 +201,10 @@ class Uploader:
         finally:
             self.running.discard(job_id)
             self.progress.pop(job_id, None)
-            for hook in self.on_job_end:
-                try:
-                    hook(job_id)
-                except Exception:  # settling is repaired at the next start; uploads go on
-                    log.exception("after job %d", job_id)
+            lock = self._landing.get(job_id)
+            if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
+                del self._landing[job_id]
+            self._end(job_id)
             self._signal()
             self.wake()
 
@@ -163,12 +215,13 @@ class Uploader:
 
 @asynccontextmanager
 async def open_scheduler(
-    journal: Journal, run_job: Runner, settings: UploadSettings
+    journal: Journal, run_job: Runner, settings: UploadSettings, trash: Trasher | None = None
 ) -> AsyncIterator[Uploader]:
     """A scheduler over any ``run_job(job_id)`` (tests use it without files or a drive)."""
     async with trio.open_nursery() as nursery:
-        up = Uploader(journal, run_job, settings)
+        up = Uploader(journal, run_job, settings, trash)
         nursery.start_soon(up._dispatch, nursery)
+        nursery.start_soon(up._reap)
         try:
             yield up
         finally:
@@ -179,11 +232,14 @@ async def open_scheduler(
 async def open_uploader(
     client: OpenApiClient, journal: Journal, settings: UploadSettings
 ) -> AsyncIterator[Uploader]:
-    progress: list[Callable[[int, int], None]] = []
+    ups: list[Uploader] = []
 
     async def run_job(job_id: int) -> None:
-        await UploadSession(client, journal, job_id, settings.session, progress[0]).run()
+        up = ups[0]
+        await UploadSession(
+            client, journal, job_id, settings.session, up.on_progress, up.landing(job_id)
+        ).run()
 
-    async with open_scheduler(journal, run_job, settings) as uploader:
-        progress.append(uploader.on_progress)
+    async with open_scheduler(journal, run_job, settings, client.trash) as uploader:
+        ups.append(uploader)
         yield uploader

@@ -19,6 +19,9 @@ from panfs.server.faults import FaultRuleError, Faults
 from panfs.server.options import ServerOptions
 
 HELP = "run the drive server (Open API + upload host) on loopback"
+EXAMPLE = """examples:
+  panfs serve --root /srv/drive --port 8080        prints "listening on URL" first
+  panfs serve --max-file-size 1GiB --faults faults.yaml    see docs/server.md"""
 
 
 def _size(v: str) -> int:

@@ -1,29 +1,34 @@
 """``panfs status [MOUNTPOINT] [--json] [--watch]``: what is waiting, uploading, stuck.
 
-Owns: reading the journal (read-only, beside a running daemon: SQLite WAL) and
-showing each pending, uploading, interrupted or failed file with bytes sent /
-total, rate, ETA, last error and next retry, plus totals; whether a daemon is
-serving it or the files will resume at the next mount. Must not: write the
-journal or talk to the drive.
+Owns: finding the state of a mount (by its mount point, whatever config it was
+started with, or by ``--config``), showing each pending, uploading, failed or
+interrupted file (and, with no daemon running, writes that were cut off) with
+bytes sent / total, rate, ETA, last error and next retry; saying when the drive
+has been unreachable and since when instead of a stale rate; whether a daemon
+is serving it; and the exit code (3 when a file needs attention, with what to
+do). Must not: write the journal or talk to the drive.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from panfs import config, lock, registry
-
-if TYPE_CHECKING:
-    from panfs.journal import Job, JobState, Journal
+from panfs import config, exitcodes
+from panfs.logs import quote
+from panfs.overview import FileState, Overview
 
 HELP = "show pending, uploading, interrupted and failed files"
+EXAMPLE = """examples:
+  panfs status                 the mount of the default config
+  panfs status /mnt/pan        the mount at /mnt/pan, whatever config it was started with
+  panfs status --json          machine-readable; exit code 3 when a file needs attention
+  panfs status --watch         redraw until Ctrl-C (plain lines when piped)"""
 
-SHOWN: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
 RATE_WINDOW = 30.0
 
 
@@ -34,128 +39,179 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", action="store_true", help="redraw progress until interrupted")
 
 
-@dataclass
-class Row:
-    job: Job
-    rate: float  # bytes/s over the last parts
-    eta: float | None
+def journal_for(mountpoint: Path | None, config_path: Path | None) -> Path:
+    """The journal of the mount at ``mountpoint`` (registry / fsname), else of the config."""
+    from panfs import migrate, mounts, registry
+    from panfs.errors import UsageError
+    from panfs.paths import Layout
 
-    def as_dict(self) -> dict[str, Any]:
-        j = self.job
-        return {
-            "id": j.id,
-            "path": j.remote_path,
-            "state": j.state,
-            "size": j.size,
-            "sent": j.sent_bytes,
-            "rate": round(self.rate),
-            "eta": self.eta,
-            "error": j.error,
-            "next_retry_at": j.next_retry_at,
-            "source": j.source,
-        }
+    if mountpoint is not None:
+        mp = mounts.resolve(mountpoint)
+        state = registry.state_dir_of(mp)
+        if state is not None:
+            return state / "journal.db"
+        if config_path is None:
+            raise UsageError(f"no panfs mount is known at {mp}; give its config: --config FILE")
+    return migrate.journal_path(Layout.of(config.load(config_path)))
 
 
-def _rate(journal: Journal, job: Job, now: float) -> float:
-    recent = [p for p in journal.parts(job.id) if now - p.acked_at <= RATE_WINDOW]
-    if len(recent) < 2:
+def _rate(ov: Overview, f: FileState) -> float:
+    if f.state != "uploading" or f.error or f.id is None or ov.unreachable_since() is not None:
+        return 0.0  # an upload that is failing has no rate, whatever it had a minute ago
+    journal, now = ov.journal, ov.now
+    from panfs.overview import open_ro
+
+    with open_ro(journal) as conn:
+        acks = conn.execute(
+            "SELECT size, acked_at FROM parts WHERE job_id = ? AND acked_at >= ?"
+            " ORDER BY part_number",
+            (f.id, now - RATE_WINDOW),
+        ).fetchall()
+    if len(acks) < 2:
         return 0.0
-    span = recent[-1].acked_at - recent[0].acked_at
-    return sum(p.size for p in recent[1:]) / span if span > 0 else 0.0
-
-
-def collect(cache_dir: Path) -> tuple[list[Row], bool]:
-    """Rows for every job worth showing, and whether a daemon holds the cache dir now."""
-    db_path = cache_dir / "journal.db"
-    if not db_path.exists():
-        return [], False
-    from panfs.journal import Journal
-    from panfs.metadata import open_db
-
-    db = open_db(db_path)
-    try:
-        journal = Journal(db)
-        now = time.time()
-        rows = []
-        for job in journal.jobs(SHOWN):
-            rate = _rate(journal, job, now) if job.state == "uploading" else 0.0
-            eta = (job.size - job.sent_bytes) / rate if rate > 0 else None
-            rows.append(Row(job, rate, eta))
-    finally:
-        db.close()
-    return rows, _daemon_alive(cache_dir)
-
-
-def _daemon_alive(cache_dir: Path) -> bool:
-    try:
-        held = lock.acquire(cache_dir)
-    except Exception:
-        return True
-    held.release()
-    return False
+    span = acks[-1][1] - acks[0][1]
+    return sum(s for s, _ in acks[1:]) / span if span > 0 else 0.0
 
 
 def _human(n: float) -> str:
     return config.format_size(n)
 
 
-def render(rows: list[Row], alive: bool) -> str:
-    if not rows:
-        return "nothing to upload: every file is on the drive"
+def _ago(seconds: float) -> str:
+    s = int(max(0.0, seconds))
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def line(ov: Overview, f: FileState) -> str:
+    pct = 100 * f.sent / f.size if f.size else 100.0
+    out = f"{f.state:<12} {quote(f.path)}  {_human(f.sent)} / {_human(f.size)} ({pct:.0f}%)"
+    rate = _rate(ov, f)
+    if rate:
+        out += f"  {_human(rate)}/s  ETA {(f.size - f.sent) / rate:.0f}s"
+    if f.state == "interrupted":
+        out += "  (its writer was cut off: re-copy it, or panfs forget it)"
+    if f.state == "closed":
+        out += "  (closed; queued for upload"
+        out += ")" if ov.daemon else " at the next mount)"
+    if f.error:
+        out += f"  last error: {quote(f.error)}"
+    if f.next_retry_at and ov.daemon:
+        out += f"  next retry in {max(0.0, f.next_retry_at - ov.now):.0f}s"
+    return out
+
+
+def advice(ov: Overview) -> list[str]:
     lines = []
-    for r in rows:
-        j = r.job
-        pct = 100 * j.sent_bytes / j.size if j.size else 100.0
-        done = f"{_human(j.sent_bytes)} / {_human(j.size)} ({pct:.0f}%)"
-        line = f"{j.state:<12} {j.remote_path}  {done}"
-        if r.rate:
-            line += f"  {_human(r.rate)}/s"
-        if r.eta is not None:
-            line += f"  ETA {r.eta:.0f}s"
-        if j.state == "interrupted":
-            line += "  (writer was cut off: re-copy it, or remove it; kept at " + j.source + ")"
-        if j.error:
-            line += f"  last error: {j.error}"
-        if j.next_retry_at:
-            line += f"  next retry in {max(0.0, j.next_retry_at - time.time()):.0f}s"
-        lines.append(line)
-    waiting = [r for r in rows if r.job.state in ("pending", "uploading")]
-    total = sum(r.job.size for r in waiting)
-    sent = sum(r.job.sent_bytes for r in waiting)
-    lines.append(
-        f"total: {len(waiting)} to upload, {_human(sent)} / {_human(total)} sent"
-        + ("" if alive or not waiting else "; they resume at the next mount")
-    )
+    failed = [f for f in ov.attention if f.state == "failed"]
+    cut = [f for f in ov.attention if f.state == "interrupted"]
+    if failed:
+        lines.append(
+            f"{len(failed)} file(s) failed for good: fix the cause shown, then run "
+            "panfs retry (all) or panfs retry PATH; to drop one: panfs forget PATH"
+        )
+    if cut:
+        lines.append(
+            f"{len(cut)} file(s) were cut off while written: copy them into the mount again, "
+            "or drop them: panfs forget PATH"
+        )
+    return lines
+
+
+def render(ov: Overview) -> str:
+    lines = []
+    if not ov.daemon:
+        lines.append(
+            f"the panfs daemon is not running (state {ov.journal.parent})"
+            + (": what is listed resumes at the next panfs mount" if ov.files else "")
+        )
+    if not ov.files:
+        lines.append("nothing to upload: every file is on the drive")
+        return "\n".join(lines)
+    lines += [line(ov, f) for f in ov.files]
+    since = ov.unreachable_since()
+    if since is not None:
+        at = time.strftime("%H:%M:%S", time.localtime(since))
+        lines.append(
+            f"the drive has not acknowledged anything since {at} ({_ago(ov.now - since)} ago):"
+            " it is unreachable or refusing; retrying"
+            + (f"; last error: {quote(ov.last_error)}" if ov.last_error else "")
+        )
+    waiting = ov.waiting
+    total = sum(f.size for f in waiting)
+    sent = sum(f.sent for f in waiting)
+    lines.append(f"total: {len(waiting)} to upload, {_human(sent)} / {_human(total)} sent")
+    lines += advice(ov)
     return "\n".join(lines)
 
 
-def _cache_dir(args: argparse.Namespace) -> Path:
-    if args.mountpoint is not None:
-        info = registry.find_mount(args.mountpoint.expanduser().absolute())
-        if info is not None:
-            return Path(info["cache_dir"])
-    return config.load(args.config).cache_dir
+def as_dict(ov: Overview) -> dict[str, Any]:
+    return {
+        "daemon": ov.daemon,
+        "state_dir": str(ov.journal.parent),
+        "unreachable_since": ov.unreachable_since(),
+        "attention": len(ov.attention),
+        "files": [
+            {
+                "id": f.id,
+                "path": f.path,
+                "state": f.state,
+                "size": f.size,
+                "sent": f.sent,
+                "rate": round(_rate(ov, f)),
+                "error": f.error,
+                "next_retry_at": f.next_retry_at,
+                "source": f.source,
+            }
+            for f in ov.files
+        ],
+    }
+
+
+def exit_code(ov: Overview) -> int:
+    return exitcodes.ATTENTION if ov.attention else exitcodes.OK
 
 
 def run(args: argparse.Namespace) -> int:
-    cache_dir = _cache_dir(args)
-    if args.watch:
-        from panfs.progress import watch_status
+    from panfs.overview import read
 
-        watch_status(lambda: collect(cache_dir))
-        return 0
-    rows, alive = collect(cache_dir)
+    journal = journal_for(args.mountpoint, args.config)
+    if args.watch:
+        try:
+            if sys.stdout.isatty():
+                from panfs.progress import watch_status
+
+                watch_status(lambda: read(journal))
+            else:
+                _watch_plain(journal)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a watch ends
+        return exit_code(read(journal))
+    ov = read(journal)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "daemon": alive,
-                    "cache_dir": str(cache_dir),
-                    "files": [r.as_dict() for r in rows],
-                },
-                indent=1,
-            )
-        )
+        print(json.dumps(as_dict(ov), indent=1))
     else:
-        print(render(rows, alive))
-    return 0
+        print(render(ov))
+    return exit_code(ov)
+
+
+def _watch_plain(journal: Path, interval: float = 1.0) -> None:
+    """Piped: one line per file whenever its state or bytes change (and one when it is done)."""
+    from panfs.overview import read
+
+    last: dict[tuple[int | None, str], tuple[str, int, str]] = {}
+    try:
+        while True:
+            ov = read(journal)
+            seen = set()
+            for f in ov.files:
+                key = (f.id, f.source)
+                seen.add(key)
+                if last.get(key) != (f.state, f.sent, f.path):
+                    last[key] = (f.state, f.sent, f.path)
+                    print(time.strftime("%H:%M:%S ") + line(ov, f), flush=True)
+            for key in [k for k in last if k not in seen]:
+                path = last.pop(key)[2]
+                print(time.strftime("%H:%M:%S ") + f"{'finished':<12} {quote(path)}", flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return

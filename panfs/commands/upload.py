@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
+import stat
 import sys
 import time
 from pathlib import Path
@@ -19,10 +21,16 @@ from typing import Any
 
 import trio
 
-from panfs import config
-from panfs.errors import RemoteNotFoundError, UsageError
+from panfs import config, exitcodes
+from panfs.errors import LocalError, RemoteNotFoundError, UsageError
+from panfs.logs import quote
 
 HELP = "upload files to a drive folder (resumable: run it again after a kill)"
+EXAMPLE = """examples:
+  panfs upload big.iso /backup                 one file into /backup (created if missing)
+  panfs upload photos/ notes.txt /2026         a folder (recursively) and a file
+  panfs upload --json big.iso /backup | jq .   one JSON object per line
+exit code 3: some files failed (each is named, with the reason); fix it and run the same again"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +45,38 @@ def _sources(paths: list[str]) -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = []
     for raw in paths:
         p = Path(raw).expanduser().absolute()
-        if p.is_dir():
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise UsageError(f"{raw}: no such file or folder") from None
+        except OSError as e:
+            raise UsageError(f"{raw}: cannot read it: {e.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
             for f in sorted(p.rglob("*")):
                 if f.is_file():
                     out.append((f, f"{p.name}/{f.relative_to(p).as_posix()}"))
-        elif p.is_file():
+        elif stat.S_ISREG(st.st_mode):
+            if not os.access(p, os.R_OK):
+                raise UsageError(f"{raw}: not readable by this user")
             out.append((p, p.name))
         else:
-            raise UsageError(f"{raw}: no such file or folder")
+            kind = (
+                "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file"
+            )  # fmt: skip
+            raise UsageError(
+                f"{raw} is {kind}: only regular files and folders can be uploaded "
+                "(copy it to a file first)"
+            )
+    seen: dict[str, Path] = {}
+    for src, rel in out:
+        if rel in seen:
+            raise UsageError(
+                f"{seen[rel]} and {src} would both be uploaded as {rel!r}; "
+                "rename one or upload them separately to different folders"
+            )
+        seen[rel] = src
     return out
 
 
@@ -83,6 +115,8 @@ async def _folder(client: Any, path: str, cache: dict[str, str]) -> str:
     parent, _, name = path.rpartition("/")
     pid = await _folder(client, parent, cache)
     res = await client.create_folder(pid, name, check_name_mode="refuse")
+    if res.type not in ("", "folder"):
+        raise UsageError(f"{path} is a file on the drive, not a folder; choose another REMOTE_DIR")
     cache[path] = res.file_id
     return str(res.file_id)
 
@@ -90,20 +124,28 @@ async def _folder(client: Any, path: str, cache: dict[str, str]) -> str:
 async def _main(
     cfg: config.Config, sources: list[tuple[Path, str]], remote_dir: str, as_json: bool
 ) -> int:
-    from panfs import lock
+    from panfs import lock, migrate
     from panfs.journal import ACTIVE, Journal, identity
     from panfs.metadata import open_db
+    from panfs.paths import Layout
     from panfs.progress import Bars, make_progress
     from panfs.remote import settings as remote_settings
     from panfs.remote.client import open_client
     from panfs.uploader import UploadSettings, open_uploader
 
-    cache_dir = cfg.cache_dir
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with lock.acquire(cache_dir, "(panfs upload)"):
-        db = open_db(cache_dir / "journal.db")
+    layout = Layout.of(cfg)
+    layout.make()
+    if migrate.pending(layout):
+        migrate.run(layout)
+    state_dir = layout.state_dir
+    with lock.acquire(state_dir, "(panfs upload)"):
+        try:
+            db = open_db(layout.journal)
+        except sqlite3.Error as e:
+            raise LocalError(f"cannot open the journal {layout.journal} ({e}); "
+                             "run as its owner or set state.dir") from None  # fmt: skip
         journal = Journal(db)
-        async with open_client(remote_settings.from_config(cfg), cache_dir) as client:
+        async with open_client(remote_settings.from_config(cfg), state_dir) as client:
             folders: dict[str, str] = {}
             job_ids: list[int] = []
             existing = {(j.source, j.remote_path): j for j in journal.jobs()}
@@ -125,7 +167,7 @@ async def _main(
                     replaces = prior.file_id if not prior.is_dir else None
                 except RemoteNotFoundError:
                     replaces = None
-                job = journal.add(
+                job, _ = journal.add(
                     source=str(src),
                     parent_file_id=parent_id,
                     name=name,
@@ -139,8 +181,21 @@ async def _main(
         failed = [j for j in (journal.get(i) for i in job_ids) if j and j.state != "done"]
         db.close()
     for j in failed:
-        print(f"panfs upload: {j.remote_path}: {j.state}: {j.error or ''}", file=sys.stderr)
-    return 1 if failed else 0
+        print(f"panfs upload: {quote(j.remote_path)}: {j.state}: {j.error or ''}", file=sys.stderr)
+    if failed:
+        print("panfs upload: fix what is named above, then run the same command again "
+              "(what is on the drive already is not sent again)", file=sys.stderr)  # fmt: skip
+    return exitcodes.ATTENTION if failed else exitcodes.OK
+
+
+def _print(text: str) -> None:
+    """One line on stdout; if its reader went away (``| head``), the uploads go on silently."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 async def _watch(
@@ -167,7 +222,7 @@ async def _watch(
                 if last.get(i) != key:
                     last[i] = key
                     if as_json:
-                        print(
+                        _print(
                             json.dumps(
                                 {
                                     "path": j.remote_path,
@@ -177,8 +232,7 @@ async def _watch(
                                     "error": j.error,
                                     "time": time.time(),
                                 }
-                            ),
-                            flush=True,
+                            )
                         )
             if finished():
                 return

@@ -185,6 +185,15 @@ class OpenApiClient:
                             body_start=err.body_start,
                         )
                     if not err.transient:
+                        key = _CLIENT_KEYS.get(err.code)
+                        if key is not None:  # the app's credentials, not the refresh token
+                            raise AuthError(
+                                f"the token endpoint refused {key} ({err.code}: {err.message});"
+                                f" fix {key} in the config (the refresh token was not used)",
+                                status=err.status,
+                                code=err.code,
+                                body_start=err.body_start,
+                            ) from None
                         raise AuthError(
                             f"the drive refused the refresh token ({err.code or err.status}: "
                             f"{err.message}); put a fresh remote.refresh_token in the config",
@@ -503,6 +512,14 @@ async def proof_code(token: str, rapid: RapidProof) -> str:
     start = int(hashlib.md5(token.encode()).hexdigest()[:16], 16) % rapid.size
     data = await rapid.read_at(start, min(8, rapid.size - start))
     return base64.b64encode(data).decode()
+
+
+# token endpoint codes that blame the app's credentials, not the refresh token (protocol §1.1)
+_CLIENT_KEYS = {
+    "InvalidClientId": "remote.client_id",
+    "AppNotExists": "remote.client_id",
+    "InvalidClientSecret": "remote.client_secret",
+}
 
 
 @asynccontextmanager

@@ -38,7 +38,7 @@ def _status(m: Mounted) -> dict[str, object]:
     r = subprocess.run(
         [*PANFS, "status", "--json", "--config", str(m.config)], capture_output=True, text=True
     )
-    assert r.returncode == 0, r.stderr
+    assert r.returncode in (0, 3), r.stderr  # 3: a file is interrupted or failed
     data: dict[str, object] = json.loads(r.stdout)
     return data
 
@@ -173,4 +173,4 @@ def test_cache_disk_full_gives_enospc_and_keeps_closed_files(small_cache_mount: 
     assert reader.read("/small.txt") == b"s" * 100_000
     assert reader.read("/after.txt") == b"a" * 1000
     assert reader.get("/huge.bin") is None  # nothing partial published as complete
-    m.check_logs()
+    m.check_logs(allow=(r"not uploading /huge\.bin: a write failed \(cache disk full\)",))

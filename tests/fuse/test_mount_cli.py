@@ -43,6 +43,7 @@ def test_daemon_mode_second_mounts_and_umount(tmp_path: Path, drive: DriveServer
     try:
         r = run_panfs(["mount", "--config", str(cfg), str(mp)], env=env, timeout=60)
         assert r.returncode == 0, r.stderr
+        assert r.stdout == f"panfs mount: {mp} is mounted; log: {cache / 'panfs.log'}\n"
         assert os.path.ismount(mp)  # live when the parent returned
         pid = _daemon_pid(cache)
         assert _alive(pid)

@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 from pathlib import Path
@@ -180,19 +181,25 @@ def test_read_back_after_cache_dropped(mounted: Mounted, tmp_path: Path) -> None
     assert (mounted.path / "r.bin").read_bytes() == src.read_bytes()
 
 
-def test_rmdir_not_empty_and_unsupported_links(mounted: Mounted) -> None:
+def test_rmdir_not_empty_links_and_special_files(mounted: Mounted) -> None:
     d = mounted.path / "dir"
     d.mkdir()
     (d / "f").write_bytes(b"x")
     with pytest.raises(OSError, match="not empty") as e:
         os.rmdir(d)
     assert e.value.errno == errno.ENOTEMPTY
-    with pytest.raises(PermissionError) as e:
-        os.symlink("f", d / "link")
-    assert e.value.errno == errno.EPERM
+    os.symlink("f", d / "link")
+    assert os.readlink(d / "link") == "f"
+    assert (d / "link").read_bytes() == b"x"
     with pytest.raises(PermissionError) as e:
         os.link(d / "f", d / "hard")
     assert e.value.errno == errno.EPERM
-    os.unlink(d / "f")
+    with pytest.raises(PermissionError) as e:
+        os.mkfifo(d / "fifo")
+    assert e.value.errno == errno.EPERM
+    os.mknod(d / "plain", 0o600 | stat.S_IFREG)
+    assert (d / "plain").read_bytes() == b""
+    for name in ("f", "link", "plain"):
+        os.unlink(d / name)
     os.rmdir(d)
     assert not d.exists()

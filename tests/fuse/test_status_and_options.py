@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -105,3 +107,159 @@ def test_other_users_only_with_allow_other(
         assert (m.path / "f.txt").read_bytes() == b"shared"
     finally:
         m.close()
+
+
+def _status_json(m: Mounted, *extra: str) -> tuple[int, dict[str, object]]:
+    import json
+
+    r = subprocess.run([*PANFS, "status", "--json", "--config", str(m.config), *extra],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode in (0, 3), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def test_status_with_no_daemon_shows_cut_off_writes(mounted: Mounted) -> None:
+    """The daemon dies while a writer is still open: with no daemon running, status reads the
+    same state, lists the cut-off write (not 'every file is on the drive'), exits 3."""
+    m = mounted
+    (m.path / "whole.txt").write_bytes(b"w" * 1000)
+    m.wait_idle()
+    f = open(m.path / "cut.bin", "wb")  # noqa: SIM115 (held open across the kill)
+    f.write(b"c" * (1 << 20))
+    f.flush()
+    os.fsync(f.fileno())  # the bytes reached the daemon (the kernel's writeback cache holds them)
+    m.kill()
+    with contextlib.suppress(OSError):
+        f.close()
+    r = subprocess.run([*PANFS, "status", "--config", str(m.config)], capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.returncode == 3, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("the panfs daemon is not running (state ")
+    assert any(ln.startswith('interrupted  "/cut.bin"') for ln in lines), r.stdout
+    assert "every file is on the drive" not in r.stdout
+    assert "panfs forget PATH" in r.stdout
+    code, data = _status_json(m)
+    assert (code, data["daemon"]) == (3, False)
+    m.remount()  # the cut-off version is kept, as the mount shows it
+    assert (m.path / "cut.bin").stat().st_size == 1 << 20
+
+
+def test_status_says_the_drive_is_unreachable_instead_of_a_stale_rate(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    _needs_fuse()
+    m = Mounted(tmp_path / "m", drive, upload={"part_size": "256KiB"})
+    try:
+        drive.set_faults([{"op": "put_part", "action": "delay", "ms": 100}])
+        body = os.urandom(16 << 20)
+        (m.path / "f.bin").write_bytes(body)
+        from tests.support.procs import wait_for
+
+        wait_for(lambda: drive.stats()["parts_stored"] >= 4, "some parts", m.proc)  # type: ignore[arg-type]
+        drive.kill()  # the drive is gone: connection refused
+        wait_for(lambda: _status_json(m)[1]["unreachable_since"] is not None, "status to notice",
+                 m.proc, limit=60)  # type: ignore[arg-type]  # fmt: skip
+        r = subprocess.run([*PANFS, "status", "--config", str(m.config)], capture_output=True,
+                           text=True)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "the drive has not acknowledged anything since" in r.stdout
+        assert "/s" not in r.stdout  # no stale rate
+        assert "ETA" not in r.stdout
+        _, data = _status_json(m)
+        assert [f["rate"] for f in data["files"]] == [0]  # type: ignore[attr-defined]
+        drive.start()
+        drive.set_faults([])
+        m.wait_idle()
+        from tests.support.drive import DriveReader
+
+        assert DriveReader(drive).read("/f.bin") == body
+        m.check_logs(allow=(r'WARNING panfs\.daemon: upload of "/f\.bin"',))
+    finally:
+        m.close()
+
+
+def test_status_watch_prints_plain_lines_when_piped(mounted: Mounted) -> None:
+    m = mounted
+    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 300}])
+    p = subprocess.Popen([*PANFS, "status", "--watch", "--config", str(m.config)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        (m.path / "w.bin").write_bytes(os.urandom(20 << 20))
+        m.wait_idle()
+        time.sleep(2.5)  # the watch polls once a second: let it see the end
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        stop(p)
+    text = out.decode()
+    assert p.returncode == 0, err
+    assert "\x1b" not in text  # no terminal codes in a pipe
+    assert any('"/w.bin"' in ln and ("pending" in ln or "uploading" in ln)
+               for ln in text.splitlines()), text  # fmt: skip
+    assert re.search(r'^\d\d:\d\d:\d\d finished +"/w\.bin"$', text, re.M), text
+    m.drive.set_faults([])
+
+
+def test_umount_wait_shows_progress_on_a_terminal(mounted: Mounted) -> None:
+    m = mounted
+    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 500}])
+    (m.path / "p.bin").write_bytes(os.urandom(40 << 20))
+    master, slave = pty.openpty()
+    env = dict(os.environ, XDG_STATE_HOME=str(m.base / "state"))
+    p = subprocess.Popen([*PANFS, "umount", "--wait", str(m.path)], stdin=slave, stdout=slave,
+                         stderr=slave, env=env)  # fmt: skip
+    os.close(slave)
+    try:
+        screen = _read_for(master, 2.0).decode(errors="replace")
+        m.drive.set_faults([])
+        assert p.wait(120) == 0
+        screen += _read_for(master, 0.5).decode(errors="replace")
+    finally:
+        stop(p)
+        os.close(master)
+    assert "waiting for 1 file(s):" in screen
+    assert "MiB" in screen
+
+
+def test_uid_gid_umask_are_honoured(world_base: Path, drive: DriveServer) -> None:
+    m = Mounted(world_base, drive, args=("-o", "uid=65534,gid=65534,umask=027"))
+    try:
+        st = os.stat(m.path)
+        assert (st.st_uid, st.st_gid) == (65534, 65534)
+        assert st.st_mode & 0o027 == 0
+        (m.path / "f.txt").write_bytes(b"x")
+        os.chmod(m.path / "f.txt", 0o666)
+        assert os.stat(m.path / "f.txt").st_mode & 0o777 == 0o640
+    finally:
+        m.close()
+
+
+def test_unknown_mount_option_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "mp").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"cache:\n  dir: {tmp_path / 'cache'}\n")
+    mp = tmp_path / "mp"
+    r = subprocess.run([*PANFS, "mount", "--config", str(cfg), "-o", "uid=1,fast", str(mp)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "panfs mount: error: unknown mount option 'fast'; known: uid=, gid=, umask=, ro, "
+        "allow_other, default_permissions, config=FILE"
+    ]
+
+
+def test_status_of_a_mount_point_finds_its_daemon_whatever_config(
+    mounted: Mounted, tmp_path: Path
+) -> None:
+    """Another user's shell (another XDG dir, no registry, no config) still finds the state
+    dir of the mount from its fsname in /proc/self/mountinfo."""
+    import json
+
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "elsewhere"),
+               XDG_CONFIG_HOME=str(tmp_path / "nocfg"))  # fmt: skip
+    r = subprocess.run([*PANFS, "status", "--json", str(mounted.path)], capture_output=True,
+                       text=True, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert (data["state_dir"], data["daemon"]) == (str(mounted.cache_dir), True)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-PANFS = [sys.executable, "-m", "panfs"]
+PANFS = [sys.executable, "-P", "-m", "panfs"]
 
 _BAD = re.compile(r"Traceback \(most recent call last\)|\b(WARNING|ERROR|CRITICAL)\b")
 

@@ -40,7 +40,8 @@ async def test_random_operations_keep_the_count_and_the_bound(tmp_path: Path) ->
             clean.drop(file_id)
         assert clean.usage() == sum(e.present for e in clean.entries.values()), step
         assert clean.usage() <= 256 * KiB, step
-    # and the count survives a restart, read back from the table
+    # and the count survives a restart, read back from the table once persisted
+    await clean.persist()
     again = CleanCache(db, cache, max_size=256 * KiB)
     assert again.usage() == clean.usage()
     db.close()

@@ -34,7 +34,9 @@ def test_example_parses_and_sets_its_values() -> None:
 def test_example_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     # commented-out keys count as documented
-    uncommented = yaml.safe_load(text.replace("# account_file:", "account_file:"))
+    for key in ("account_file", "dir", "file"):
+        text = text.replace(f"# {key}:", f"{key}:")
+    uncommented = yaml.safe_load(text)
     assert _keys(uncommented) == set(config.SCHEMA)
 
 
@@ -79,3 +81,45 @@ def test_missing_explicit_file(tmp_path: Path) -> None:
 )
 def test_parse_size(value: object, expected: int) -> None:
     assert config.parse_size(value) == expected
+
+
+def test_typed_sections_cover_every_key_once() -> None:
+    """Every SCHEMA key is exactly one field of one typed section, with its one default."""
+    from dataclasses import fields
+
+    cfg = config.from_mapping({})
+    covered = set()
+    for section, cls in config._SECTION_TYPES.items():
+        obj = getattr(cfg, section)
+        assert isinstance(obj, cls)
+        for f in fields(cls):
+            key = f"{section}.{f.name}"
+            assert getattr(obj, f.name) == config.SCHEMA[key].default
+            covered.add(key)
+    assert covered == set(config.SCHEMA)
+
+
+def test_state_cache_and_log_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "st"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "ca"))
+    default = config.from_mapping({})
+    assert default.state_dir == tmp_path / "st" / "panfs"
+    assert default.cache_dir == tmp_path / "ca" / "panfs"
+    assert default.log_file == tmp_path / "st" / "panfs" / "panfs.log"
+    # only cache.dir set: the one folder of earlier versions keeps holding both
+    legacy = config.from_mapping({"cache": {"dir": str(tmp_path / "c")}})
+    assert legacy.state_dir == legacy.cache_dir == tmp_path / "c"
+    both = config.from_mapping(
+        {"cache": {"dir": str(tmp_path / "c")}, "state": {"dir": str(tmp_path / "s")},
+         "log": {"level": "debug", "max_size": "1MiB"}}
+    )  # fmt: skip
+    assert (both.state_dir, both.cache_dir) == (tmp_path / "s", tmp_path / "c")
+    assert (both.log.level, both.log.max_size) == ("DEBUG", 1 << 20)
+
+
+def test_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"upload:\n  part_size: 8MiB\n# caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(p)
+    assert str(info.value) == f"{p}: not UTF-8 text (byte 0xe9 on line 3); save it as UTF-8"

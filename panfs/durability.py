@@ -1,0 +1,86 @@
+"""The commit interval: what was committed becomes power-cut durable within a second.
+
+Owns: the cadence that makes the state database durable. The database runs WAL with
+``synchronous=NORMAL`` (``metadata.py``): a commit is in the WAL file (it survives a
+killed daemon at once) but reaches the disk only when this loop fsyncs the WAL, at
+most ``INTERVAL`` later, in a worker thread; the clean cache's new ranges are recorded
+(after their bytes were fsynced) on the same beat, and the WAL is checkpointed into
+the database from a second connection, off the trio thread. ``sync`` does it at once
+(an ``fsync()`` by a program must not wait a second). Must not: hold queries of its
+own beyond the checkpoint, or decide what is committed (journal, pending, clean do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+import trio
+
+from panfs.clean_cache import CleanCache
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 1.0  # seconds: at most this much of committed state is lost to a power cut
+CHECKPOINT_EVERY = 5  # syncs between two checkpoints of the WAL into the database
+
+
+class Syncer:
+    def __init__(
+        self, conn: sqlite3.Connection, db_path: Path, clean: CleanCache | None = None
+    ) -> None:
+        self.conn = conn  # the trio thread's connection: only its change count is read
+        self.db_path = db_path
+        self.clean = clean
+        self.syncs = 0  # WAL fsyncs done (for tests and the bench)
+        self._synced = -1  # conn.total_changes when the WAL was last fsynced
+        self._lock = trio.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
+
+    async def run(self, interval: float = INTERVAL) -> None:
+        """Every ``interval`` seconds until cancelled; a last sync on the way out."""
+        try:
+            while True:
+                await trio.sleep(interval)
+                await self.sync()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(30):
+                await self.sync(checkpoint=True)
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+
+    async def sync(self, *, checkpoint: bool = False) -> None:
+        """Make everything committed before this call durable (the WAL fsynced)."""
+        target = self.conn.total_changes
+        async with self._lock:
+            if self.clean is not None:
+                await self.clean.persist()
+                target = self.conn.total_changes
+            if self._synced >= target and not checkpoint:
+                return
+            self.syncs += 1
+            point = checkpoint or self.syncs % CHECKPOINT_EVERY == 0
+            await trio.to_thread.run_sync(self._sync_wal, point)
+            self._synced = target
+
+    def _sync_wal(self, checkpoint: bool) -> None:  # a worker thread
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(str(self.db_path) + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if not checkpoint:
+            return
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(
+                    self.db_path, timeout=5, check_same_thread=False
+                )
+                self._checkpointer.execute("PRAGMA synchronous=NORMAL")
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as e:
+            log.info("checkpoint skipped: %s", e)

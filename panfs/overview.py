@@ -1,0 +1,162 @@
+"""What a mount's state says, read-only: for ``panfs status``, ``umount --wait``, ``retry``.
+
+Owns: opening a state dir's journal read-only (beside a running daemon: SQLite
+WAL; as another user: one line instead of a traceback), listing the files that
+are waiting, uploading, failed or interrupted (including versions still in
+``open_versions``: closed but not yet queued, or cut off if no daemon runs),
+whether a daemon holds the state dir, and since when the drive has not
+acknowledged anything while errors repeat. Must not: write anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from panfs import lock
+from panfs.errors import LocalError
+
+WAITING = ("pending", "uploading")
+ATTENTION = ("failed", "interrupted")
+
+
+@dataclass(frozen=True)
+class FileState:
+    id: int | None  # journal job id; None for a version not yet queued
+    path: str  # on the drive
+    state: str  # pending, uploading, failed, interrupted, closed (queued on release)
+    size: int
+    sent: int
+    error: str | None
+    next_retry_at: float | None
+    source: str
+    last_ack: float | None  # when the drive last acknowledged a part of it
+    updated_at: float
+
+
+@contextmanager
+def open_ro(journal: Path) -> Iterator[sqlite3.Connection]:
+    """The journal, read-only; one line if this user cannot read it."""
+    if not journal.exists():
+        raise FileNotFoundError(journal)
+    try:
+        conn = sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=30)
+        conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+    except sqlite3.Error as e:
+        raise LocalError(
+            f"cannot read the journal {journal} ({e}); run this as the user that mounted "
+            "(or root), or point --config at that mount's config"
+        ) from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _closed_whole(size: int | None, mtime_ns: int | None, path: str) -> bool:
+    if size is None:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
+
+
+@dataclass
+class Overview:
+    files: list[FileState]
+    daemon: bool
+    journal: Path
+    now: float
+
+    @property
+    def waiting(self) -> list[FileState]:
+        return [f for f in self.files if f.state in (*WAITING, "closed")]
+
+    @property
+    def attention(self) -> list[FileState]:
+        return [f for f in self.files if f.state in ATTENTION]
+
+    health: dict[str, object] | None = None  # the daemon's drive-health.json, if any
+    # drive files still to trash (doomed, or held by superseded versions): until they are
+    # gone the drive may hold an extra copy of a name
+    cleanup: int = 0
+
+    def unreachable_since(self) -> float | None:
+        """Since when the drive has failed every upload try, as the running daemon saw it."""
+        if not self.daemon or self.health is None or not self.waiting:
+            return None
+        since = self.health.get("since")
+        return float(since) if isinstance(since, int | float) else None
+
+    @property
+    def last_error(self) -> str | None:
+        err = (self.health or {}).get("error")
+        return err if isinstance(err, str) else None
+
+
+def read(journal: Path) -> Overview:
+    state_dir = journal.parent
+    if state_dir.exists() and not os.access(state_dir, os.R_OK | os.X_OK):
+        raise LocalError(
+            f"cannot read the state dir {state_dir}: permission denied; run this as the user "
+            "that mounted (or root)"
+        )
+    alive = lock.is_held(state_dir)
+    now = time.time()
+    if not journal.exists():
+        return Overview([], alive, journal, now, _health(state_dir) if alive else None)
+    files: list[FileState] = []
+    with open_ro(journal) as conn:
+        for row in conn.execute(
+            "SELECT j.id, j.remote_path, j.state, j.size, j.sent_bytes, j.error,"
+            " j.next_retry_at, j.source, (SELECT max(acked_at) FROM parts p"
+            " WHERE p.job_id = j.id), j.updated_at FROM jobs j"
+            " WHERE j.state IN ('pending', 'uploading', 'failed', 'interrupted') ORDER BY j.id"
+        ):
+            files.append(FileState(*row))
+        queued = {f.source for f in files}
+        try:
+            cleanup = conn.execute(
+                "SELECT (SELECT count(*) FROM doomed) + (SELECT count(*) FROM jobs"
+                " WHERE state = 'superseded' AND file_id IS NOT NULL)"
+            ).fetchone()[0]
+        except sqlite3.OperationalError:
+            cleanup = 0
+        try:
+            versions = conn.execute(
+                "SELECT cache_path, remote_path, opened_at, flushed_size, flushed_mtime_ns"
+                " FROM open_versions ORDER BY opened_at"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            versions = []
+    for path, remote, opened_at, fsize, fmtime in versions:
+        if path in queued:
+            continue
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = fsize or 0
+        whole = _closed_whole(fsize, fmtime, path)
+        if alive and not whole:
+            continue  # being written right now: not a file to report
+        state = "closed" if whole else "interrupted"
+        error = None if whole else "its writer was cut off (the daemon stopped)"
+        files.append(FileState(None, remote, state, size, 0, error, None, path, None, opened_at))
+    health = _health(state_dir) if alive else None
+    return Overview(files, alive, journal, now, health, int(cleanup))
+
+
+def _health(state_dir: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads((state_dir / "drive-health.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,376 @@
+"""A write version's whole life: open, first write, write, close, publish, supersede, land.
+
+Owns: when a version exists and which cache file holds it. Opening a file for
+writing makes no version: the first write (or ``O_TRUNC`` of non-empty bytes, or
+``create``) does, so ``touch`` of an existing file uploads nothing. A new version
+is recorded (``open_versions``) before its first byte. It reuses the cache file of
+the file's current version when nothing on the drive depends on those bytes yet
+(interrupted, failed, or queued with no upload session: continuing a cut copy
+writes in place, and a burst of saves inside the write-back delay uploads once);
+otherwise it starts as a copy of the current bytes, made in a worker thread at
+the first write, never at open and never on the trio thread. On the last close
+the version is fsynced and queued (``journal.add`` supersedes older unlanded
+versions of the name in the same transaction) with the write-back delay. When an
+upload ends, a landed version's cache file becomes clean cache and a superseded
+one's goes. Must not: talk to the drive (the uploader and ``vfs.py`` do), or know
+FUSE.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from panfs import crashpoint
+from panfs.attrs import Attrs, AttrStore, drive_key, version_key
+from panfs.cache import Cache
+from panfs.clean_cache import CleanCache
+from panfs.errors import CacheFullError
+from panfs.handles import Handle, Handles
+from panfs.inodes import InodeTable, Node
+from panfs.journal import Job, Journal
+from panfs.pending import OpenVersions
+from panfs.uploader import Uploader
+
+log = logging.getLogger(__name__)
+
+# the bytes of a drive file in a local file (downloading what is missing)
+FetchWhole = Callable[[Node], Awaitable[str]]
+
+
+def _version(h: Handle) -> str | None:
+    return h.version
+
+
+class Versions:
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        open_versions: OpenVersions,
+        cache: Cache,
+        clean: CleanCache,
+        attrs: AttrStore,
+        inodes: InodeTable,
+        handles: Handles,
+        uploader: Uploader,
+        fetch_whole: FetchWhole,
+        delay: float,
+    ) -> None:
+        self.journal = journal
+        self.open_versions = open_versions
+        self.cache = cache
+        self.clean = clean
+        self.attrs = attrs
+        self.inodes = inodes
+        self.handles = handles
+        self.uploader = uploader
+        self.fetch_whole = fetch_whole
+        self.delay = delay
+        self._locks: dict[int, trio.Lock] = {}
+        # makes every commit so far power-cut durable (the daemon's WAL sync); None: each
+        # commit already is
+        self.durable: Callable[[], Awaitable[None]] | None = None
+        uploader.on_job_end.append(self.job_ended)
+
+    # -- what stands for a node ----------------------------------------------------------
+    def remote_id(self, node: Node) -> str | None:
+        """The drive file that currently stands for ``node`` (what a new version replaces)."""
+        if node.job_id is not None:
+            job = self.journal.get(node.job_id)
+            if job is not None and job.file_id and (job.state == "done" or job.landed_at):
+                return job.file_id
+            if job is not None and job.state not in ("done", "superseded"):
+                return job.replaces_file_id or node.file_id
+        return node.file_id
+
+    def _lock(self, node: Node) -> trio.Lock:
+        return self._locks.setdefault(node.ino, trio.Lock())
+
+    def _unlock_idle(self, node: Node, lock: trio.Lock) -> None:
+        if not lock.locked() and not lock.statistics().tasks_waiting:
+            self._locks.pop(node.ino, None)
+
+    # -- a version comes to be -------------------------------------------------------------
+    async def ensure(self, h: Handle, *, truncate: bool = False) -> None:
+        """The writer ``h`` is about to change bytes: make sure it writes a version."""
+        if h.version is not None:
+            if truncate:
+                self.cache.truncate(h.fd, 0)
+                h.node.size = 0
+            return
+        node = h.node
+        lock = self._lock(node)
+        try:
+            async with lock:
+                if _version(h) is None:  # another task may have made it meanwhile
+                    await self._attach(h, truncate)
+                elif truncate:
+                    self.cache.truncate(h.fd, 0)
+                    node.size = 0
+        finally:
+            self._unlock_idle(node, lock)
+
+    async def _attach(self, h: Handle, truncate: bool) -> None:
+        node = h.node
+        path = node.cache_path
+        if node.writers and path is not None and self.open_versions.get(path) is not None:
+            pass  # another writer has this version open already: share it
+        elif (path := self._reopen(node)) is not None:
+            pass  # nothing depends on the current version's bytes: write in place
+        else:
+            path = await self._new_file(node, copy=not truncate)
+        if h.fd >= 0:
+            os.close(h.fd)  # it read the previous bytes; from now on it writes this version
+        h.fd = self.cache.open(path)
+        h.version = path
+        node.writers += 1
+        if truncate:
+            self.cache.truncate(h.fd, 0)
+            node.size = 0
+
+    def _record(self, node: Node, path: str) -> None:
+        self.inodes.note_version(path, node)
+        node.cache_path, node.dirty, node.version_open = path, True, True
+        if not node.linked:
+            return  # its name went while the bytes were copied: never a crash marker
+        parent = self.inodes[node.parent]
+        assert parent.file_id is not None
+        self.open_versions.add(
+            cache_path=path,
+            parent_file_id=parent.file_id,
+            name=node.drive_name,
+            remote_path=self.inodes.path(node),
+            replaces_file_id=self.remote_id(node),
+        )
+
+    def _reopen(self, node: Node) -> str | None:
+        """The current version is queued but nothing on the drive depends on it yet (no
+        session; or interrupted, or failed): it becomes an open version again, same file.
+        The open-version row is written before the job row goes: a crash between the two
+        leaves the job as it was (start-up drops the duplicate open-version row)."""
+        if node.job_id is None or node.cache_path is None:
+            return None
+        job = self.journal.get(node.job_id)
+        if job is None or job.source != node.cache_path or job.id in self.uploader.running:
+            return None
+        if job.landed_at is not None or not (
+            job.state in ("interrupted", "failed") or (job.state == "pending" and not job.file_id)
+        ):
+            return None
+        path = job.source
+        self._record(node, path)
+        if not self.journal.unpublish(job.id):
+            self.open_versions.remove(path)
+            return None
+        if job.replaces_file_id:
+            self.open_versions.set_replaces(path, job.replaces_file_id)
+        node.job_id = None
+        return path
+
+    async def _new_file(self, node: Node, *, copy: bool) -> str:
+        """A new cache file for a new version: empty, or a copy of the node's current bytes
+        (downloaded first where only the drive has them), copied in a worker thread."""
+        src: str | None = None
+        if copy and node.size:
+            src = node.cache_path
+            if src is None and node.file_id is not None:
+                src = await self.fetch_whole(node)
+        if src is None:
+            path = self.cache.new_file(None)
+        else:
+            path = await trio.to_thread.run_sync(self.cache.new_file, src)
+        self._record(node, path)
+        return path
+
+    async def new_file_version(self, node: Node, content: bytes = b"") -> Handle:
+        """``create`` (and a symbolic link): a new, empty version, written by the caller."""
+        h = self.handles.add(node, -1, write=True, append=False)
+        path = await self._new_file(node, copy=False)
+        h.fd = self.cache.open(path)
+        h.version = path
+        node.writers += 1
+        node.size = 0
+        if content:
+            self.write(h, 0, content)
+        return h
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, h: Handle, off: int, data: bytes) -> int:
+        node = h.node  # O_APPEND offsets come from the kernel (it knows the size we report)
+        try:
+            n = self.cache.pwrite(h.fd, data, off)
+        except CacheFullError:
+            # this version is incomplete: it must never be uploaded as if it were whole
+            node.extra["write_error"] = "cache disk full"
+            raise
+        node.size = max(node.size, off + n)
+        node.mtime_ns = node.ctime_ns = time.time_ns()
+        return n
+
+    async def truncate(self, h: Handle, size: int) -> None:
+        await self.ensure(h, truncate=size == 0)
+        if size:
+            self.cache.truncate(h.fd, size)
+        h.node.size = size
+        h.node.mtime_ns = h.node.ctime_ns = time.time_ns()
+
+    def flush(self, h: Handle) -> None:
+        """close(): if this is the last writer, record the version's size and mtime durably,
+        so a daemon stopped before the RELEASE that follows still knows it was closed whole.
+        No fsync of the data here (close() would wait for it; RELEASE does it): after a
+        power cut, a file whose data did not reach the disk no longer matches the record
+        (the file system orders size updates after data), so it counts as interrupted."""
+        if not h.write or h.fd < 0 or h.version is None or h.node.writers != 1:
+            return
+        st = os.fstat(h.fd)
+        self.open_versions.mark_flushed(h.version, st.st_size, st.st_mtime_ns)
+
+    async def fsync(self, h: Handle) -> None:
+        """``fsync()``: the version's bytes and its record are durable when this returns
+        (the record's commit is power-cut durable only once the WAL is synced)."""
+        if h.write and h.fd >= 0:
+            await trio.to_thread.run_sync(os.fsync, h.fd)
+            if self.durable is not None:
+                await self.durable()
+
+    async def release(self, h: Handle) -> None:
+        """A writer's handle goes; the last writer of a version publishes it, in the order
+        the writers of one file closed (a new writer may open the next version meanwhile)."""
+        node = h.node
+        if h.version is None:
+            return
+        node.writers -= 1
+        if node.writers:
+            return
+        crashpoint.reach("release_before_publish")
+        lock = self._lock(node)
+        try:
+            async with lock:
+                await self._publish(node, h.fd, h.version)
+        finally:
+            self._unlock_idle(node, lock)
+
+    async def _publish(self, node: Node, fd: int, path: str) -> None:
+        await trio.to_thread.run_sync(os.fsync, fd)
+        v = self.open_versions.get(path)
+        if not node.linked:
+            self.open_versions.remove(path)
+            if node.cache_path == path:
+                node.version_open = False
+            self._discard(node, path)
+            return
+        if v is None:
+            log.warning("no record of the version in %s; left for the next start", path)
+            return
+        parent = self.inodes[node.parent]
+        assert parent.file_id is not None
+        broken = node.extra.pop("write_error", None)
+        job, superseded = self.journal.add(
+            source=path,
+            parent_file_id=parent.file_id,
+            name=node.drive_name,
+            remote_path=self.inodes.path(node),
+            replaces_file_id=self.remote_id(node) or v.replaces_file_id,
+            state="interrupted" if broken else "pending",
+            not_before=time.time() + self.delay if self.delay > 0 else None,
+        )
+        crashpoint.reach("publish_after_journal")
+        self.open_versions.remove(path)
+        self.save_attrs(node, version_key(path))
+        node.job_id = job.id
+        if node.cache_path == path:
+            node.version_open = False
+        for old in superseded:
+            if old not in self.uploader.running:
+                self.job_ended(old)
+        if broken:
+            log.warning("not uploading %s: a write failed (%s)", job.remote_path, broken)
+            return
+        self.uploader.wake()
+
+    def _discard(self, node: Node, path: str) -> None:
+        """A version whose name went before it was queued: its bytes go with the last
+        handle that may still read them."""
+        if not any(x.fd >= 0 and x.node is node for x in self.handles.of(node)):
+            self.cache.remove(path)
+            self.attrs.drop(version_key(path))
+            self.inodes.settle_version(path)
+            if node.cache_path == path:
+                node.cache_path = None
+
+    def forgotten(self, node: Node) -> None:
+        """An unlinked node's last handle closed: free what only it used."""
+        if node.linked or node.open_handles:
+            return
+        path = node.cache_path
+        if path is None:
+            return
+        if node.job_id is not None:
+            self.job_ended(node.job_id)
+        elif self.open_versions.get(path) is None:
+            self._discard(node, path)
+
+    # -- attributes -------------------------------------------------------------------------
+    def save_attrs(self, node: Node, key: str | None = None) -> None:
+        """Keep what ``chmod``/``chown``/``touch`` set, under the node's current identity."""
+        if key is None and node.dirty and node.cache_path:
+            key = version_key(node.cache_path)
+        elif key is None and node.file_id:
+            key = drive_key(node.file_id)
+        if key is None:
+            return
+        self.attrs.put(key, Attrs(node.mode, node.uid, node.gid, node.atime_ns, node.mtime_ns))
+
+    # -- an upload ended ---------------------------------------------------------------------
+    def _ours(self, source: str) -> bool:
+        return os.path.dirname(source) == str(self.cache.data)
+
+    def job_ended(self, job_id: int) -> None:
+        """Called whenever an upload stops (any outcome), and for superseded versions that
+        never started. No await."""
+        job = self.journal.get(job_id)
+        if job is None or not self._ours(job.source):
+            return  # `panfs upload` of a user's file: nothing of ours to settle
+        if job.state == "done" and job.file_id:
+            self._landed(job, job.file_id)
+            self.inodes.settle_version(job.source)
+        elif job.state == "superseded" and not self._in_use(job.source):
+            if self.open_versions.get(job.source) is None:
+                self.cache.remove(job.source)
+                self.attrs.drop(version_key(job.source))
+                self.inodes.settle_version(job.source)
+            if job.file_id is None:
+                # nothing of it is on the drive: no listing needs the row to hide it
+                self.journal.remove(job.id)
+
+    def _landed(self, job: Job, file_id: str) -> None:
+        node = self.inodes.version_owner(job.source)  # no scan of every node per upload
+        if node is not None:
+            if node.job_id == job.id:
+                node.job_id = None
+            if node.cache_path == job.source:
+                node.file_id = file_id
+                node.cache_path, node.dirty = None, False  # clean now: served from the cache
+            elif node.cache_path is not None:
+                # a newer local version exists: what just landed is what it replaces
+                node.file_id = file_id
+                if self.open_versions.get(node.cache_path) is not None:
+                    self.open_versions.set_replaces(node.cache_path, file_id)
+                if node.job_id is not None:
+                    self.journal.set_replaces(node.job_id, file_id)
+            else:
+                node.file_id = file_id
+        self.attrs.rekey(version_key(job.source), drive_key(file_id))
+        self.clean.adopt(file_id, job.source, job.size)
+        self.journal.remove(job.id)
+
+    def _in_use(self, path: str) -> bool:
+        node = self.inodes.version_owner(path)
+        if node is None or node.cache_path != path:
+            return False
+        return self.inodes.alive(node)

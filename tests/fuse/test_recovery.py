@@ -1,0 +1,321 @@
+"""Nothing stranded: ``umount --wait`` waits for every closed file, a dead daemon's mount is
+recovered by panfs itself, a mount that is not panfs is left alone, and a file the drive
+refused comes back with ``panfs retry``."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fuse.conftest import Mounted
+from tests.support.drive import DriveReader, DriveServer
+from tests.support.procs import PANFS, kill9, run_panfs, stop, wait_for
+
+pytestmark = pytest.mark.fuse
+
+
+def _needs_fuse() -> None:
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        pytest.skip("needs root and /dev/fuse")
+
+
+def _source(path: Path, size: int) -> str:
+    """A file of ``size`` bytes (distinct 1 MiB blocks); its SHA-1 as the drive shows it."""
+    h = hashlib.sha1()
+    block = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for i in range(size >> 20):
+            chunk = i.to_bytes(4, "little") + block[4:]
+            f.write(chunk)
+            h.update(chunk)
+    return h.hexdigest().upper()
+
+
+def _env(m: Mounted) -> dict[str, str]:
+    return dict(os.environ, XDG_STATE_HOME=str(m.base / "state"))
+
+
+def _daemon_pid(state_dir: Path) -> int:
+    try:
+        return int(json.loads((state_dir / "daemon.lock").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _kill_pid(pid: int) -> None:
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_umount_wait_returns_only_once_a_2gib_dd_is_on_the_drive(
+    mounted: Mounted, tmp_path: Path
+) -> None:
+    """The kernel's RELEASE (and the fsync before the job is written) come after dd's close
+    returned: --wait must count a version that is closed but not yet queued."""
+    src = tmp_path / "src.bin"
+    sha1 = _source(src, 2 << 30)
+    subprocess.run(
+        ["dd", f"if={src}", f"of={mounted.path / 'big.bin'}", "bs=4M", "status=none"], check=True
+    )
+    r = run_panfs(["umount", "--wait", str(mounted.path)], env=_env(mounted), timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.ismount(mounted.path)
+    meta = DriveReader(mounted.drive).get("/big.bin")  # on the drive the moment it returned
+    assert meta is not None
+    assert (meta["size"], meta["content_hash"]) == (2 << 30, sha1)
+
+
+def test_umount_wait_waits_for_a_queue_behind_a_slow_drive(mounted: Mounted) -> None:
+    m = mounted
+    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 300}])
+    data = {f"q{i}.bin": os.urandom((1 + i) << 20) for i in range(4)}
+    for name, body in data.items():
+        (m.path / name).write_bytes(body)
+    r = run_panfs(["umount", "--wait", str(m.path)], env=_env(m), timeout=300)
+    assert r.returncode == 0, r.stderr
+    reader = DriveReader(m.drive)
+    for name, body in data.items():
+        assert reader.read(f"/{name}") == body
+    m.drive.set_faults([])
+
+
+def test_kill9_then_panfs_mount_recovers_and_uploads_resume(mounted: Mounted) -> None:
+    """kill -9 leaves a dead mount (ENOTCONN): ``panfs mount`` alone detaches it, says so in
+    one line, mounts, and the file that was waiting reaches the drive."""
+    m = mounted
+    m.drive.set_faults([{"op": "put_part", "action": "status", "status": 503, "body": "busy"}])
+    body = os.urandom(3 << 20)
+    (m.path / "waiting.bin").write_bytes(body)
+    wait_for(lambda: m.drive.stats()["requests"].get("put_part", 0) > 0, "an upload attempt")
+    assert m.proc is not None
+    kill9(m.proc)  # no fusermount: the mount point is left dead, as after a crash
+    assert _dead(m.path)  # ENOTCONN
+    m.drive.set_faults([])
+    pid = 0
+    try:
+        r = run_panfs(["mount", "--config", str(m.config), str(m.path)], env=_env(m), timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stderr.strip().splitlines() == [
+            f"panfs mount: {m.path}: detached the mount left by a panfs daemon that died"
+        ]
+        pid = _daemon_pid(m.cache_dir)
+        assert os.path.ismount(m.path)
+        assert (m.path / "waiting.bin").read_bytes() == body
+        r = run_panfs(["umount", "--wait", str(m.path)], env=_env(m), timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert DriveReader(m.drive).read("/waiting.bin") == body
+    finally:
+        _kill_pid(pid)
+
+
+def test_umount_detaches_a_dead_mount(mounted: Mounted) -> None:
+    m = mounted
+    (m.path / "a.txt").write_bytes(b"a")
+    m.wait_idle()
+    assert m.proc is not None
+    kill9(m.proc)
+    r = run_panfs(["umount", str(m.path)], env=_env(m), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"panfs umount: {m.path}: its daemon had died; detached the mount"
+    ]
+    assert not os.path.ismount(m.path)
+    assert DriveReader(m.drive).read("/a.txt") == b"a"
+
+
+def test_the_systemd_unit_survives_kill9(tmp_path: Path, drive: DriveServer) -> None:
+    """docs/systemd.md's unit, step by step as systemd runs it (no systemd as PID 1 here):
+    ExecStart (foreground), kill -9 of the daemon, Restart=on-failure runs ExecStart again,
+    then ExecStop."""
+    _needs_fuse()
+    cfg = drive.write_client_config(tmp_path / "c.yaml", tmp_path / "cache")
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    start = [*PANFS, "mount", "--foreground", "--config", str(cfg), str(mp)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for round_ in range(2):
+            with open(tmp_path / f"unit{round_}.log", "wb") as log:
+                procs.append(subprocess.Popen(start, stdout=log, stderr=log, env=env))
+            wait_for(lambda: os.path.ismount(mp) and not _dead(mp), "the mount", procs[-1])
+            (mp / f"r{round_}.txt").write_bytes(b"round %d" % round_)
+            if round_ == 0:
+                kill9(procs[-1])  # systemd sees a failure: Restart=on-failure
+        assert (
+            "detached the mount left by a panfs daemon that died"
+            in (tmp_path / "unit1.log").read_text()
+        )
+        r = run_panfs(["umount", "--wait", str(mp)], env=env, timeout=120)  # ExecStop
+        assert r.returncode == 0, r.stderr
+        assert procs[-1].wait(30) == 0  # a clean stop: systemd does not restart it
+        reader = DriveReader(drive)
+        assert reader.read("/r1.txt") == b"round 1"
+        assert reader.read("/r0.txt") == b"round 0"  # closed before the kill: resumed
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True)
+        for p in procs:
+            stop(p)
+
+
+def _dead(mp: Path) -> bool:
+    try:
+        os.stat(mp)
+    except OSError as e:
+        return e.errno == errno.ENOTCONN
+    return False
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    _needs_fuse()
+    mp = tmp_path / "tmpfs"
+    mp.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "none", str(mp)], check=True)
+    try:
+        yield mp
+    finally:
+        subprocess.run(["umount", "-l", str(mp)], capture_output=True)
+
+
+def test_a_mount_that_is_not_panfs_is_left_alone(tmpfs: Path, tmp_path: Path) -> None:
+    (tmpfs / "keep.txt").write_text("mine")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"cache:\n  dir: {tmp_path / 'cache'}\n")
+    for cmd in (["umount", str(tmpfs)], ["umount", "--wait", str(tmpfs)]):
+        r = run_panfs(cmd)
+        assert r.returncode == 2
+        assert r.stderr.strip().splitlines() == [
+            f"panfs umount: error: {tmpfs} is a tmpfs mount, not a panfs mount; "
+            "panfs umount leaves it alone"
+        ]
+    r = run_panfs(["mount", "--config", str(cfg), str(tmpfs)])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"panfs mount: error: {tmpfs} is already mounted (tmpfs, not panfs); unmount it first"
+    ]
+    assert os.path.ismount(tmpfs)
+    assert (tmpfs / "keep.txt").read_text() == "mine"
+    r = run_panfs(["umount", str(tmp_path / "cache")])
+    assert (r.returncode, r.stderr.strip()) == (
+        2,
+        f"panfs umount: error: {tmp_path / 'cache'} is not mounted",
+    )
+
+
+def test_symlinked_mount_point_works_with_every_command(mounted: Mounted, tmp_path: Path) -> None:
+    m = mounted
+    link = tmp_path / "link"
+    link.symlink_to(m.path)
+    (link / "via-link.txt").write_bytes(b"linked")
+    r = run_panfs(["status", "--json", str(link)], env=_env(m))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["state_dir"] == str(m.cache_dir)
+    r = run_panfs(["umount", "--wait", str(link)], env=_env(m), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.ismount(m.path)
+    assert DriveReader(m.drive).read("/via-link.txt") == b"linked"
+
+
+def _status(mp: Path, env: dict[str, str]) -> tuple[int, dict[str, object]]:
+    r = run_panfs(["status", "--json", str(mp)], env=env)
+    assert r.returncode in (0, 3), r.stderr
+    data: dict[str, object] = json.loads(r.stdout)
+    return r.returncode, data
+
+
+def test_refused_file_is_retried_after_the_cause_is_fixed(mounted: Mounted) -> None:
+    """The drive refuses a file for good (413): status exits 3 and says what to do; once the
+    cap is lifted, ``panfs retry`` puts it on the drive, identical; status exits 0."""
+    m = mounted
+    env = _env(m)
+    m.drive.set_faults([{"op": "create", "action": "status", "status": 413,
+                         "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
+    body = os.urandom(2 << 20)
+    (m.path / "big\nname.bin").write_bytes(body)
+
+    def failed() -> bool:
+        code, data = _status(m.path, env)
+        return code == 3 and any(f["state"] == "failed" for f in data["files"])  # type: ignore[attr-defined]
+
+    wait_for(failed, "the upload to fail for good", m.proc, limit=60)  # type: ignore[arg-type]
+    r = run_panfs(["status", str(m.path)], env=env)
+    assert r.returncode == 3
+    failed_lines = [ln for ln in r.stdout.splitlines() if ln.startswith("failed")]
+    assert len(failed_lines) == 1
+    assert '"/big\\nname.bin"' in failed_lines[0]  # the name cannot start a line of its own
+    assert "panfs retry" in r.stdout
+    # the drive still refuses: retry queues it, and it fails again (nothing lost)
+    m.drive.set_faults([])
+    r = run_panfs(["retry", str(m.path / "big\nname.bin")], env=env)
+    assert r.returncode == 0, r.stderr
+    assert 'queued again: "/big\\nname.bin"' in r.stdout
+    m.wait_idle()
+    assert DriveReader(m.drive).read("/big\nname.bin") == body
+    code, data = _status(m.path, env)
+    assert (code, data["files"]) == (0, [])
+    assert (m.path / "big\nname.bin").read_bytes() == body
+    log = (m.cache_dir / "panfs.log").read_text()
+    assert 'WARNING panfs.daemon: upload failed for good: "/big\\nname.bin"' in log
+    m.check_logs(allow=(r"upload failed for good: \"/big\\nname.bin\"",))
+
+
+def test_forget_says_what_is_lost_and_drops_it(mounted: Mounted) -> None:
+    m = mounted
+    env = _env(m)
+    m.drive.set_faults([{"op": "create", "action": "status", "status": 413,
+                         "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
+    (m.path / "doomed.bin").write_bytes(b"d" * 1000)
+    wait_for(lambda: _status(m.path, env)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
+    r = run_panfs(["forget", str(m.path / "doomed.bin")], env=env, input="")
+    assert r.returncode == 2
+    assert r.stdout.startswith('will forget the only copy of "/doomed.bin" (1000 B, failed')
+    assert r.stderr.strip() == (
+        "panfs forget: error: not asking on a non-terminal: add --yes to forget them"
+    )
+    assert _status(m.path, env)[0] == 3  # nothing dropped without a yes
+    r = run_panfs(["forget", "--yes", str(m.path / "doomed.bin")], env=env)
+    assert r.returncode == 0, r.stderr
+    assert 'forgotten: "/doomed.bin"' in r.stdout
+    assert _status(m.path, env)[0] == 0
+    m.drive.set_faults([])
+
+
+def test_umount_wait_exits_3_on_a_failed_file_and_retry_works_offline(mounted: Mounted) -> None:
+    m = mounted
+    env = _env(m)
+    m.drive.set_faults([{"op": "create", "action": "status", "status": 413,
+                         "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
+    body = os.urandom(1 << 20)
+    (m.path / "f.bin").write_bytes(body)
+    wait_for(lambda: _status(m.path, env)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
+    r = run_panfs(["umount", "--wait", str(m.path)], env=env, timeout=120)
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith('panfs umount: failed       "/f.bin"  0 B / 1.0 MiB (0%)')
+    assert "panfs retry" in lines[1]
+    assert not os.path.ismount(m.path)
+    assert m.proc is not None
+    assert m.proc.wait(30) == 0  # the daemon ended cleanly
+    # no daemon: retry queues it in the journal, the next mount uploads it
+    r = run_panfs(["retry", "--config", str(m.config), "/f.bin"], env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        'queued again: "/f.bin"',
+        "no panfs daemon runs for it: they upload at the next panfs mount",
+    ]
+    m.drive.set_faults([])
+    m.remount()
+    m.wait_idle()
+    assert DriveReader(m.drive).read("/f.bin") == body
