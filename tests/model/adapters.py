@@ -196,7 +196,8 @@ class CoreFS:
         node = await self._resolve(p)
         nodes = await self._call(self.core.readdir(node.ino))
         for n in nodes:
-            self.looked[n.ino] += 1  # fs.readdir counts a lookup per entry sent
+            self.core.remember(n)  # as fs.readdir does for each entry the kernel took
+            self.looked[n.ino] += 1
         return [n.name for n in nodes]
 
 

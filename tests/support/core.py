@@ -29,6 +29,7 @@ from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
 from panfs.journal import Journal
 from panfs.metadata import open_db
+from panfs.paths import Layout
 from panfs.pending import OpenVersions
 from panfs.remote import settings as remote_settings
 from panfs.remote.client import open_client
@@ -79,21 +80,24 @@ async def open_core(
 ) -> AsyncIterator[CoreRig]:
     """A Core over ``cache_dir`` talking to ``drive``; leaving the context stops it
     (cleanly, or like a SIGKILL after ``rig.crash()``)."""
-    cache_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test set-up)
     raw = drive.client_config(cache_dir, **test_sections(**sections))
     cfg = panfs_config.from_mapping(raw)
+    layout = Layout.of(cfg)
+    layout.make()
+    state_dir = layout.state_dir
     settings = remote_settings.from_config(cfg)
-    async with open_client(settings, cache_dir) as client:
-        db = open_db(cache_dir / "journal.db")
+    async with open_client(settings, state_dir) as client:
+        db = open_db(layout.journal)
         try:
             journal = Journal(db)
-            cache = Cache(cache_dir, cfg["cache.min_free"])
+            cache = Cache(state_dir, cfg["cache.min_free"], clean_root=layout.cache_dir)
             clean = CleanCache(db, cache, cfg["cache.max_size"])
             async with open_uploader(client, journal, UploadSettings.from_config(cfg)) as uploader:
                 core = Core(
                     client=client, journal=journal, uploader=uploader, cache=cache,
                     versions=OpenVersions(db), clean=clean, attrs=AttrStore(db),
                     list_ttl=cfg["mount.list_ttl"], uid=os.getuid(), gid=os.getgid(),
+                    upload_delay=cfg["upload.delay"], link_suffix=cfg["mount.link_suffix"],
                 )  # fmt: skip
                 core.recover()
                 uploader.wake()
