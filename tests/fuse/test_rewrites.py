@@ -247,6 +247,7 @@ def test_rename_with_newest_version_pending(
         fd = -1
         m.remount()
         new = new[:70000]
+        assert f.read_bytes() == new  # shown at the size it reached
     else:
         drive.set_faults(STATES[state])  # type: ignore[arg-type]
         f.write_bytes(new)

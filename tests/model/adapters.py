@@ -128,6 +128,16 @@ class CoreFS:
         await self._call(self.core.flush(fh))
         await self.kill()
 
+    async def twowriters(self, p: str, x: bytes, off: int, y: bytes, first: bool) -> None:
+        """Writer A truncates and writes x; writer B opens the same file and writes y at
+        off; they close in either order (one version, both writes in it)."""
+        a = await self._open_for_write(p, x)
+        node = await self._resolve(p)
+        b = await self._call(self.core.open(node.ino, os.O_RDWR))
+        await self._write_all(b.fh, off, y)
+        for fh in (a, b.fh) if first else (b.fh, a):
+            await self._close(fh)
+
     async def append(self, p: str, data: bytes) -> None:
         node = await self._resolve(p)
         h = await self._call(self.core.open(node.ino, os.O_WRONLY | os.O_APPEND))
@@ -221,6 +231,18 @@ class MountFS:
     async def closekill(self, p: str, data: bytes) -> None:
         await self.write(p, data)
         await self.kill()
+
+    async def twowriters(self, p: str, x: bytes, off: int, y: bytes, first: bool) -> None:
+        a = os.open(self._p(p), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(a, x)
+            b = os.open(self._p(p), os.O_RDWR)
+            os.pwrite(b, y, off)
+        except BaseException:
+            os.close(a)
+            raise
+        for fd in (a, b) if first else (b, a):
+            os.close(fd)
 
     async def append(self, p: str, data: bytes) -> None:
         with open(self._p(p), "ab") as f:

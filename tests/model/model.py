@@ -36,7 +36,7 @@ PAGE = 4096
 
 
 def data_for(tag: int, size: int) -> bytes:
-    unit = f"[{tag:05d}]".encode()
+    unit = f"[{tag % 100000:05d}]".encode()
     return (unit * (size // len(unit) + 1))[:size]
 
 
@@ -90,7 +90,7 @@ def generate(seed: int, steps: int, *, in_process: bool) -> list[Step]:
     kinds = {
         "write": 20, "append": 7, "patch": 6, "reopen": 7, "truncate": 5, "rename": 12,
         "unlink": 8, "mkdir": 5, "rmdir": 4, "sleep": 10, "kill": 3, "remount": 2,
-        "faults": 2, "closekill": 2 if in_process else 0,
+        "faults": 2, "closekill": 2 if in_process else 0, "twowriters": 4,
     }  # fmt: skip
     names, weights = zip(*kinds.items(), strict=True)
     while len(out) < steps:
@@ -104,6 +104,13 @@ def generate(seed: int, steps: int, *, in_process: bool) -> list[Step]:
             p = rng.choice(m.file_slots())
             m.files[p] = data_for(tag, size)
             out.append(Step(("write", p, tag, size)))
+        elif kind == "twowriters":
+            p = rng.choice(m.file_slots())
+            x = data_for(tag, size)
+            off = rng.randint(0, len(x))
+            n = rng.choice((1, 100, 5000))
+            m.files[p] = x[:off] + data_for(tag + 50000, n) + x[off + n :]
+            out.append(Step(("twowriters", p, tag, size, off, n, rng.random() < 0.5)))
         elif kind == "closekill":
             p = rng.choice(m.file_slots())
             m.files[p] = data_for(tag, size)
@@ -196,6 +203,10 @@ def replay(steps: list[Step]) -> list[Model]:
             m.files[op[1]] = data_for(op[2], op[3])
         elif k == "append":
             m.files[op[1]] += data_for(op[2], op[3])
+        elif k == "twowriters":
+            _, p, tag, size, off, n, _first = op
+            x = data_for(tag, size)
+            m.files[p] = x[:off] + data_for(tag + 50000, n) + x[off + n :]
         elif k == "patch":
             _, p, tag, off, n = op
             old = m.files[p]
@@ -240,6 +251,7 @@ class FS(Protocol):
 
     async def write(self, p: str, data: bytes) -> None: ...
     async def closekill(self, p: str, data: bytes) -> None: ...
+    async def twowriters(self, p: str, x: bytes, off: int, y: bytes, first: bool) -> None: ...
     async def append(self, p: str, data: bytes) -> None: ...
     async def patch(self, p: str, off: int, data: bytes) -> None: ...
     async def reopen(self, p: str) -> None: ...
@@ -283,6 +295,9 @@ async def apply(fs: FS, step: Step, set_faults: Callable[[int], None]) -> None:
         await fs.write(op[1], data_for(op[2], op[3]))
     elif k == "closekill":
         await fs.closekill(op[1], data_for(op[2], op[3]))
+    elif k == "twowriters":
+        _, p, tag, size, off, n, first = op
+        await fs.twowriters(p, data_for(tag, size), off, data_for(tag + 50000, n), first)
     elif k == "append":
         await fs.append(op[1], data_for(op[2], op[3]))
     elif k == "patch":

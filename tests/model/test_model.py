@@ -50,6 +50,15 @@ def _list_ttl(seed: int) -> float:
     return random.Random(seed * 31).choice((0.01, 0.3, 30.0))
 
 
+def _upload_delay(seed: int) -> float:
+    """The write-back delay: none (every close races its upload), short, or coalescing."""
+    return random.Random(seed * 37).choice((0.0, 0.05, 0.3))
+
+
+def _sections(seed: int) -> dict[str, dict[str, float]]:
+    return {"mount": {"list_ttl": _list_ttl(seed)}, "upload": {"delay": _upload_delay(seed)}}
+
+
 def _faults(seed: int) -> list[dict[str, object]]:
     return fault_rules(seed) if seed % 2 and not os.environ.get("PANFS_MODEL_NO_DELAYS") else []
 
@@ -69,7 +78,7 @@ async def _core_sequence(
     alone: bool,
 ) -> None:
     base = f"s{seed}"
-    fs = CoreFS(drive, tmp_path / f"c{seed}", base, mount={"list_ttl": _list_ttl(seed)})
+    fs = CoreFS(drive, tmp_path / f"c{seed}", base, **_sections(seed))
     if seed % 10 == 1 or alone:  # every tenth sequence picks the delays for the next ten
         drive.set_faults(_faults((seed - 1) // 10 * 10 + 1))
     try:
@@ -141,7 +150,7 @@ async def test_model_mount(tmp_path: Path, drive: DriveServer) -> None:
         steps = generate(seed, lengths(seed, 25), in_process=False)
         longest = max(longest, len(steps))
         base = f"s{seed}"
-        sections = test_sections(mount={"list_ttl": _list_ttl(seed)})
+        sections = test_sections(**_sections(seed))
         m = Mounted(tmp_path / f"m{seed}", drive, **sections)
         fs = MountFS(m, base)
         drive.set_faults(_faults(seed))
