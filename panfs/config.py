@@ -232,12 +232,19 @@ class UploadSection:
     rapid_upload: bool
     rapid_threshold: int
     url_margin: float
+    delay: float
 
 
 @dataclass(frozen=True)
 class MountSection:
     list_ttl: float
+    link_suffix: str
     allow_other: bool
+
+
+@dataclass(frozen=True)
+class ReadSection:
+    memory: int
 
 
 @dataclass(frozen=True)
@@ -258,6 +265,7 @@ _SECTION_TYPES: dict[str, type] = {
     "cache": CacheSection,
     "upload": UploadSection,
     "mount": MountSection,
+    "read": ReadSection,
     "state": StateSection,
     "log": LogSection,
 }
@@ -320,6 +328,10 @@ class Config:
     @cached_property
     def mount(self) -> MountSection:
         return _build(MountSection, "mount", self.values)
+
+    @cached_property
+    def read(self) -> ReadSection:
+        return _build(ReadSection, "read", self.values)
 
     @cached_property
     def state(self) -> StateSection:

@@ -62,7 +62,7 @@ def _fsname(state_dir: Path) -> str:
 def fuse_options(cfg: Config, mopts: MountOptions, state_dir: Path | None = None) -> set[str]:
     fsname = _fsname(state_dir) if state_dir is not None else "panfs"
     opts = {f"fsname={fsname}", "subtype=panfs", "default_permissions", "noatime"}
-    if cfg["mount.allow_other"] or mopts.allow_other:
+    if cfg.mount.allow_other or mopts.allow_other:
         opts.add("allow_other")
     if mopts.ro:
         opts.add("ro")
@@ -164,16 +164,16 @@ async def run_mount(
             stack.callback(db.close)
             journal = Journal(db)
             versions = OpenVersions(db)
-            cache = Cache(state_dir, cfg["cache.min_free"], clean_root=layout.cache_dir)
-            clean = CleanCache(db, cache, cfg["cache.max_size"])
+            cache = Cache(state_dir, cfg.cache.min_free, clean_root=layout.cache_dir)
+            clean = CleanCache(db, cache, cfg.cache.max_size)
             async with open_uploader(client, journal, UploadSettings.from_config(cfg)) as uploader:
                 uid = os.getuid() if mopts.uid is None else mopts.uid
                 gid = os.getgid() if mopts.gid is None else mopts.gid
                 core = Core(
                     client=client, journal=journal, uploader=uploader, cache=cache,
                     versions=versions, clean=clean, attrs=AttrStore(db),
-                    list_ttl=cfg["mount.list_ttl"], uid=uid, gid=gid,
-                    upload_delay=cfg["upload.delay"], link_suffix=cfg["mount.link_suffix"],
+                    list_ttl=cfg.mount.list_ttl, uid=uid, gid=gid,
+                    upload_delay=cfg.upload.delay, link_suffix=cfg.mount.link_suffix,
                 )  # fmt: skip
                 reporter = _Reporter(journal, state_dir)
                 uploader.on_job_end.append(reporter.job_ended)
@@ -188,9 +188,14 @@ async def run_mount(
                     # second one cannot cut the clean stop short (the last sync, below)
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_on_signal, uploader.wake)
+
+                        def journal_changed() -> None:
+                            core.journal_changed()
+                            uploader.wake()
+
+                        nursery.start_soon(_on_signal, journal_changed)
                         nursery.start_soon(reporter.watch)
-                        nursery.start_soon(core.reads.run, cfg["read.memory"])
+                        nursery.start_soon(core.reads.run, cfg.read.memory)
                         syncer = Syncer(db, layout.journal, clean)
                         core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s
                         nursery.start_soon(syncer.run)

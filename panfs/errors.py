@@ -168,7 +168,10 @@ class PermanentError(RemoteError):
 
 
 class AuthError(PermanentError):
+    """The drive refused the account's credentials: the fix is in the config (exit 2)."""
+
     errno = _errno.EACCES
+    exit_code = 2  # the fix is in the config (a token, the app's id or secret)
 
 
 class RemoteNotFoundError(PermanentError):

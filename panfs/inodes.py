@@ -89,6 +89,10 @@ class InodeTable:
         """The node ``cache_path`` is (or was) a version of, while that version is unsettled."""
         return self._versions.get(cache_path)
 
+    def unsettled(self) -> list[tuple[str, Node]]:
+        """Every (cache file, node) of a local version not yet settled."""
+        return list(self._versions.items())
+
     def settle_version(self, cache_path: str) -> None:
         self._versions.pop(cache_path, None)
 

@@ -248,24 +248,28 @@ class Journal:
             )
         return cur.rowcount == 1
 
-    def abandon(self, job_id: int, doom: Iterable[str | None] = ()) -> list[str]:
-        """The name goes (unlink, rename-over by a file already on the drive): the job never
-        lands, and the drive files it stood for or was to retire are doomed, in one
-        transaction. A landed job is abandoned too (its post-steps stop) and its own file
-        doomed. Returns the doomed file ids (to trash now; the reaper retries)."""
+    def abandon(self, job_ids: Iterable[int], doom: Iterable[str | None] = ()) -> list[str]:
+        """A name goes (unlink, rename-over by a file already on the drive): its jobs never
+        land, and every drive file they stood for or were to retire is doomed, with
+        ``doom``, in one transaction. A landed job is abandoned too (its post-steps stop)
+        and its own file doomed, as is a done one's. Returns the doomed file ids (to trash
+        now; the reaper retries)."""
         now = time.time()
-        job = self.get(job_id)
         ids = [f for f in doom if f]
+        jobs = [j for j in (self.get(i) for i in job_ids) if j is not None]
         with self.conn:
-            if job is not None and job.state not in ("done", "superseded"):
+            for job in jobs:
+                if job.state == "superseded":
+                    continue
                 if job.replaces_file_id:
                     ids.append(job.replaces_file_id)
-                if job.landed_at is not None and job.file_id:
+                if (job.landed_at is not None or job.state == "done") and job.file_id:
                     ids.append(job.file_id)
-                self.conn.execute(
-                    "UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id = ?",
-                    (now, job_id),
-                )
+                if job.state != "done":
+                    self.conn.execute(
+                        "UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id = ?",
+                        (now, job.id),
+                    )
             for f in ids:
                 self._doom(f, "its name was removed", now)
         return list(dict.fromkeys(ids))

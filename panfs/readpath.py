@@ -188,7 +188,7 @@ class ReadPath:
             for file_id in list(self.streams):
                 self._drop_stream(file_id)
             log.info(
-                "reads: %d GETs of %d bytes in all (%d not cached: the disk lagged); "
+                "reads: %s GETs of %s bytes in all (%d not cached: the disk lagged); "
                 "read-ahead memory peaked at %d bytes",
                 getattr(self.reader, "gets", 0), getattr(self.reader, "fetched", 0),
                 self.not_cached, self.budget.peak,

@@ -92,10 +92,12 @@ class Recovery:
         referenced |= {j.source for j in self.journal.jobs(LIVE)}
         referenced |= self.clean.paths()
         removed = 0
-        for entry in os.scandir(self.cache.data):
-            if entry.is_file() and not entry.name.startswith(".") and entry.path not in referenced:
-                self.cache.remove(entry.path)
-                removed += 1
+        for folder in dict.fromkeys((self.cache.data, self.cache.clean_data)):
+            for entry in os.scandir(folder):
+                name, path = entry.name, entry.path
+                if entry.is_file() and not name.startswith(".") and path not in referenced:
+                    self.cache.remove(path)
+                    removed += 1
         for key in self.attrs.version_keys():
             if key[2:] not in referenced:
                 self.attrs.drop(key)

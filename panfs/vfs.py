@@ -404,20 +404,17 @@ class Core:
         no listing, expiry or remount brings an older version back."""
         assert parent.file_id is not None
         jobs = self.journal.name_jobs(parent.file_id, node.drive_name)
-        doomed: list[str] = []
-        for job in jobs:
-            doomed += self.journal.abandon(job.id)
-            if job.state == "done" and job.file_id:
-                doomed.append(job.file_id)
         doom = [node.file_id]
+        v = None
         if node.version_open and node.cache_path:
             # still open (or its close not yet queued): its bytes go with the last handle,
             # never uploaded; the drive file it was to replace goes now
             v = self.versions.open_versions.get(node.cache_path)
             if v is not None:
                 doom.append(v.replaces_file_id)
-            self.versions.open_versions.remove(node.cache_path)
-        doomed += self.journal.doom(doom, "its name was removed")
+        doomed = self.journal.abandon([j.id for j in jobs], doom)
+        if v is not None:
+            self.versions.open_versions.remove(v.cache_path)
         node.job_id = None
         for job in jobs:
             if job.id not in self.uploader.running:
@@ -509,6 +506,25 @@ class Core:
                 node.cache_path, dst_parent.file_id, new_drive, remote, replaces
             )
         self.inodes.move(node, dst_parent, new)
+
+    def journal_changed(self) -> None:
+        """Another process changed the journal (``panfs forget``, ``panfs retry``): a file
+        whose version was dropped there leaves the mount like an unlinked one. No await."""
+        for path, node in self.inodes.unsettled():
+            if node.job_id is None or node.cache_path != path or node.writers:
+                continue
+            job = self.journal.get(node.job_id)
+            if job is not None and job.state != "superseded":
+                continue
+            node.job_id, node.cache_path, node.dirty = None, None, False
+            node.version_open = False
+            if node.linked and node.file_id is None:
+                parent = self.inodes.get(node.parent)
+                self.inodes.detach(node)
+                if parent is not None:
+                    self.ns.touch_dir(parent)
+            if job is not None:
+                self.versions.job_ended(job.id)
 
     # -- misc ------------------------------------------------------------------
     async def statfs(self) -> tuple[int, int]:

@@ -107,7 +107,7 @@ def test_wrong_app_credentials_name_the_key_and_keep_the_token(
     f = tmp_path / "f.txt"
     f.write_text("x")
     r = run_panfs(["upload", "--config", str(tmp_path / "bad.yaml"), str(f), "/up"], timeout=60)
-    line = _one_line(r, 1, f"refused remote.{key} ({code}", f"fix remote.{key} in the config")
+    line = _one_line(r, 2, f"refused remote.{key} ({code}", f"fix remote.{key} in the config")
     assert "refresh_token" not in line.replace("the refresh token was not used", "")
     # the refresh token was not spent: with the key fixed, the same config token works
     r = run_panfs(["upload", "--config", str(tmp_path / "good.yaml"), str(f), "/up"], timeout=60)

@@ -289,6 +289,8 @@ def test_forget_says_what_is_lost_and_drops_it(mounted: Mounted) -> None:
     assert r.returncode == 0, r.stderr
     assert 'forgotten: "/doomed.bin"' in r.stdout
     assert _status(m.path, env)[0] == 0
+    # the running mount lets it go too (it was never on the drive)
+    wait_for(lambda: "doomed.bin" not in os.listdir(m.path), "the file to leave the mount")
     m.drive.set_faults([])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pty
 import re
@@ -46,7 +47,8 @@ def _read_for(fd: int, seconds: float) -> bytes:
 
 def test_status_watch_draws_bars_on_a_terminal(mounted: Mounted) -> None:
     m = mounted
-    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 400}])
+    # slow enough that the file is still uploading while the watch draws (finished files go)
+    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 2000}])
     (m.path / "slow.bin").write_bytes(os.urandom(40 << 20))
     master, slave = pty.openpty()
     p = subprocess.Popen(
@@ -55,7 +57,11 @@ def test_status_watch_draws_bars_on_a_terminal(mounted: Mounted) -> None:
     )  # fmt: skip
     os.close(slave)
     try:
-        screen = _read_for(master, 3.0).decode(errors="replace")
+        screen = ""
+        for _ in range(20):  # until a bar with the file was drawn (a busy machine starts slowly)
+            screen += _read_for(master, 1.0).decode(errors="replace")
+            if "/slow.bin" in screen and "━" in screen and "MiB" in screen:
+                break
         p.send_signal(signal.SIGINT)
         screen += _read_for(master, 1.0).decode(errors="replace")
         assert p.wait(10) == 0
@@ -263,3 +269,26 @@ def test_status_of_a_mount_point_finds_its_daemon_whatever_config(
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert (data["state_dir"], data["daemon"]) == (str(mounted.cache_dir), True)
+
+
+def test_routine_missing_names_do_not_fill_the_log(mounted: Mounted) -> None:
+    m = mounted
+    for i in range(30):
+        assert not (m.path / f"probe-{i}.txt").exists()  # shells and file managers do this
+    (m.path / "real.txt").write_bytes(b"r")
+    m.wait_idle()
+    log = (m.cache_dir / "panfs.log").read_text()
+    assert "probe-" not in log
+    assert "(errno 2)" not in log
+
+
+def test_ro_mount_refuses_writes(tmp_path: Path, drive: DriveServer) -> None:
+    _needs_fuse()
+    m = Mounted(tmp_path / "m", drive, args=("-o", "ro,default_permissions,_netdev"))
+    try:
+        with pytest.raises(OSError, match="Read-only file system") as info:
+            (m.path / "no.txt").write_bytes(b"x")
+        assert info.value.errno == errno.EROFS
+        assert os.listdir(m.path) == []
+    finally:
+        m.close()

@@ -181,3 +181,20 @@ def test_no_log_message_can_forge_a_line(tmp_path: Path) -> None:
     lines = log_file.read_text().splitlines()
     assert len(lines) == 1
     assert lines[0].endswith("uploaded /a\\n2026-01-01 ERROR forged\\x1b[2J")
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"), [("panfs umo", "umount"), ("panfs umount --w", "--wait")]
+)
+def test_shell_completion(tmp_path: Path, line: str, expected: str) -> None:
+    import os
+    import subprocess
+
+    from tests.support.procs import PANFS
+
+    out = tmp_path / "completions"
+    env = dict(os.environ, _ARGCOMPLETE="1", COMP_LINE=line, COMP_POINT=str(len(line)),
+               _ARGCOMPLETE_STDOUT_FILENAME=str(out))  # fmt: skip
+    r = subprocess.run(PANFS, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text().split() == [expected]
