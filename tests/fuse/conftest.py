@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.drive import DriveServer
-from tests.support.procs import PANFS, check_logs, kill9, run_panfs, stop, wait_for
+from tests.support.procs import PANFS, check_logs, kill9, stop, wait_for
 
 pytestmark = pytest.mark.fuse
 
@@ -84,12 +85,21 @@ class Mounted:
         self.start()
 
     def umount_wait(self) -> None:
-        """``panfs umount --wait`` (every upload done, then unmount), then the daemon's exit."""
+        """``panfs umount --wait`` (every upload done, then unmount), then the daemon's exit.
+        The daemon is our child: it is reaped while ``umount`` runs, or ``umount`` would
+        see a zombie and wait out its whole grace period for the pid to go."""
         env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"))
-        r = run_panfs(["umount", "--wait", str(self.path)], env=env, timeout=600)
-        assert r.returncode == 0, r.stderr
         proc = self.proc
         assert proc is not None
+        with subprocess.Popen(
+            [*PANFS, "umount", "--wait", str(self.path)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ) as umount:  # fmt: skip
+            while umount.poll() is None:
+                proc.poll()
+                time.sleep(0.02)
+            out, err = umount.communicate()
+        assert umount.returncode == 0, err or out
         wait_for(lambda: proc.poll() is not None, "the daemon to exit", limit=60)
 
     def close(self) -> None:

@@ -144,7 +144,7 @@ async def test_model_mount(tmp_path: Path, drive: DriveServer) -> None:
     reader = DriveReader(drive)
     failures: list[str] = []
     base_seed = env_int("PANFS_MODEL_SEED", 1) + 100_000
-    count = env_int("PANFS_MODEL_MOUNT_SEQUENCES", 3)
+    count = env_int("PANFS_MODEL_MOUNT_SEQUENCES", 6)
     longest = 0
     for seed in range(base_seed, base_seed + count):
         steps = generate(seed, lengths(seed, 25), in_process=False)
