@@ -27,7 +27,7 @@ import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.core import test_sections
-from tests.support.drive import DriveServer
+from tests.support.drive import DriveReader, DriveServer
 
 pytestmark = pytest.mark.fuse
 
@@ -108,7 +108,7 @@ COPIERS = {
 
 @pytest.mark.parametrize("tool", list(COPIERS))
 def test_tree_with_symlinks_copies_and_reads_back(
-    mount: Callable[..., Mounted], tmp_path: Path, tool: str
+    mount: Callable[..., Mounted], tmp_path: Path, drive: DriveServer, tool: str
 ) -> None:
     """``rsync -a`` / ``cp -a`` / ``tar x`` of folders, links and a 200 MiB file: exit 0,
     the same tree (``readlink`` included) on a fresh mount of the drive."""
@@ -126,6 +126,10 @@ def test_tree_with_symlinks_copies_and_reads_back(
     assert r.returncode == 0, r.stderr
     assert _snapshot(dst) == want
     m.umount_wait()
+    # on the drive a link is a small file named with the link suffix (config default)
+    names = DriveReader(drive).names("/tree")
+    assert names.get("to_file.panfslink") == 1, names
+    assert "to_file" not in names
     fresh = mount("fresh")  # its own cache dir: everything comes from the drive
     assert _snapshot(fresh.path / "tree") == want
 
