@@ -44,6 +44,7 @@ class Node:
     link_suffix: str = ""
     cookie: int = 0  # readdir position in its folder: stable while the folder changes
     data_gen: int = 0  # bumped when the bytes change behind the kernel (another drive file)
+    entries_gen: int = 0  # folders: bumped whenever an entry is added, moved, removed or lands
     kernel_gen: int = -1  # data_gen when the kernel last opened it (its page cache is of it)
 
     @property
@@ -105,11 +106,23 @@ class InodeTable:
         assert parent.children is not None
         parent.children[name] = node.ino
         node.cookie = self._new_cookie()
+        parent.entries_gen += 1
         return node
+
+    def entry_changed(self, node: Node) -> None:
+        """What stands for ``node`` changed (its upload landed): a listing of its folder
+        that was under way when it happened is stale for it."""
+        parent = self._nodes.get(node.parent)
+        if parent is not None:
+            parent.entries_gen += 1
 
     def _new_cookie(self) -> int:
         self._cookie += 1
         return self._cookie
+
+    def holding(self, file_id: str) -> Node | None:
+        """A node that stands for drive file ``file_id``, if any (a scan of every node)."""
+        return next((n for n in self._nodes.values() if n.file_id == file_id), None)
 
     def alive(self, node: Node) -> bool:
         """Still in the table (linked, or referenced by a lookup or a handle)."""
@@ -132,6 +145,8 @@ class InodeTable:
         siblings = parent.children if parent is not None else None
         if siblings is not None and siblings.get(node.name) == node.ino:
             del siblings[node.name]
+        if parent is not None:
+            parent.entries_gen += 1
         node.linked = False
         self._maybe_drop(node)
 
@@ -143,6 +158,8 @@ class InodeTable:
         node.parent, node.name = new_parent.ino, new_name
         new_parent.children[new_name] = node.ino
         node.cookie = self._new_cookie()
+        old_parent.entries_gen += 1
+        new_parent.entries_gen += 1
 
     def forget(self, ino: int, n: int) -> None:
         node = self._nodes.get(ino)

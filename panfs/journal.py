@@ -333,6 +333,17 @@ class Journal:
         hidden.update(self.doomed())
         return hidden
 
+    def in_transit(self, parent_file_id: str, name: str) -> list[int]:
+        """Jobs whose drive file may stand at (folder, name) on its way to another name
+        (created there, renamed since): their post-steps move it."""
+        rows = self.conn.execute(
+            "SELECT id FROM jobs WHERE created_parent = ? AND created_name = ?"
+            " AND file_id IS NOT NULL AND state = 'uploading'"
+            " AND (parent_file_id != created_parent OR name != created_name)",
+            (parent_file_id, name),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def local_jobs(self, parent_file_id: str) -> list[Job]:
         """Versions of files in a folder that the drive's listing cannot show (yet)."""
         rows = self.conn.execute(

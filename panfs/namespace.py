@@ -27,6 +27,7 @@ from panfs.remote.models import RemoteFile
 log = logging.getLogger(__name__)
 
 MAX_NAME = 1024
+LIST_TRIES = 3  # listings of a busy folder asked again before one is merged as stale
 
 
 def parse_time(s: str) -> int:
@@ -108,8 +109,16 @@ class Namespace:
             assert folder.children is not None
             return folder.children
         assert folder.file_id is not None
-        items = await self.client.list_folder(folder.file_id)
-        self._merge(folder, items)
+        for attempt in range(LIST_TRIES):
+            gen = folder.entries_gen
+            items = await self.client.list_folder(folder.file_id)
+            if folder.entries_gen == gen:
+                self._merge(folder, items)
+                break
+            # an entry changed while the drive answered (a rename, an upload landing): the
+            # answer may predate it, so it must not remove or revive names; ask again
+            if attempt == LIST_TRIES - 1:
+                self._merge(folder, items, stale=True)
         folder.listed_at = self.clock()
         assert folder.children is not None
         return folder.children
@@ -164,8 +173,10 @@ class Namespace:
             )  # fmt: skip
         return best
 
-    def _merge(self, folder: Node, items: list[RemoteFile]) -> None:
-        """Fold a drive listing into ``folder``; local versions win. No await."""
+    def _merge(self, folder: Node, items: list[RemoteFile], stale: bool = False) -> None:
+        """Fold a drive listing into ``folder``; local versions win. A ``stale`` listing
+        (entries changed while it was answered) only adds names the folder lacks and
+        removes none. No await."""
         if folder.children is None:
             folder.children = {}
         assert folder.file_id is not None
@@ -187,6 +198,8 @@ class Namespace:
             _, suffix = self._local_name(item)
             seen.add(name)
             node = self.inodes.child(folder, name)
+            if node is None and stale and self._known_elsewhere(item.file_id):
+                continue  # moved away while the listing was answered
             if node is None:
                 node = self.inodes.add(
                     folder, name, item.is_dir, uid=self.uid, gid=self.gid, link_suffix=suffix
@@ -211,10 +224,16 @@ class Namespace:
                 continue
             self._adopt_job(node, job)
             seen.add(name)
+        if stale:
+            return
         for name, ino in list(folder.children.items()):
             node = self.inodes[ino]
             if name not in seen and not node.dirty and not node.writers:
                 self.inodes.detach(node)
+
+    def _known_elsewhere(self, file_id: str) -> bool:
+        """A node already stands for this drive file (a scan: stale listings are rare)."""
+        return self.inodes.holding(file_id) is not None
 
     def _local_name_of_job(self, job: Job) -> tuple[str, str]:
         s = self.link_suffix

@@ -454,6 +454,7 @@ class UploadSession:
         # one step with the check above (no await between): from here on this version IS
         # the name on the drive; a newer version replaces it instead of superseding it
         self.journal.mark_landed(self.job_id)
+        log.debug("job %d landed as %s", self.job_id, job.file_id)
         await self._finish(job, sha1)
 
     async def _trash(self, file_id: str, reason: str) -> None:

@@ -163,6 +163,7 @@ class Versions:
         ):
             return None
         path = job.source
+        log.debug("job %d reopened for writing: %s", job.id, job.remote_path)
         self._record(node, path)
         if not self.journal.unpublish(job.id):
             self.open_versions.remove(path)
@@ -283,6 +284,8 @@ class Versions:
         self.open_versions.remove(path)
         self.save_attrs(node, version_key(path))
         node.job_id = job.id
+        log.debug("queued job %d %s replaces %s, superseding %s", job.id, job.remote_path,
+                  job.replaces_file_id, superseded)  # fmt: skip
         if node.cache_path == path:
             node.version_open = False
         for old in superseded:
@@ -351,6 +354,7 @@ class Versions:
     def _landed(self, job: Job, file_id: str) -> None:
         node = self.inodes.version_owner(job.source)  # no scan of every node per upload
         if node is not None:
+            self.inodes.entry_changed(node)
             if node.job_id == job.id:
                 node.job_id = None
             if node.cache_path == job.source:

@@ -136,6 +136,7 @@ class Core:
         if name in await self.ns.listing(parent):
             raise ExistsError(f"exists: {self.ns.remote_path(parent, name)}")
         assert parent.file_id is not None
+        await self._clear_transit(parent.file_id, name)
         res = await self.client.create_folder(parent.file_id, name, check_name_mode="refuse")
         if res.exist and self.journal.is_dead(res.file_id):
             # a file of ours whose name went, not yet trashed: finish that first
@@ -154,6 +155,18 @@ class Core:
         self.ns.touch_dir(parent)
         self.versions.save_attrs(node)
         return self.remember(node)
+
+    async def _clear_transit(self, parent_id: str, name: str) -> None:
+        """A landed upload's file may still stand under the name it was created with, on
+        its way to the name it was renamed to: let its post-steps move it first (the
+        listing hides it, the drive would still refuse the name)."""
+        me = trio.lowlevel.current_task()
+        for job_id in self.journal.in_transit(parent_id, name):
+            lock = self.uploader.landing(job_id)
+            if lock.statistics().owner is me:
+                continue  # ours: the rename in progress moves its file itself
+            async with lock:
+                pass
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         parent = self.node(parent_ino)
@@ -483,7 +496,11 @@ class Core:
             self.inodes.detach(target)
             if target.open_handles == 0:
                 self.versions.forgotten(target)
+        await self._clear_transit(dst_parent.file_id, new_drive)
         file_id = self.versions.remote_id(node)
+        log.debug("rename %s -> %s: drive file %s, jobs %s", self.inodes.path(node), new_drive,
+                  file_id, [j.id for j in self.journal.name_jobs(src_parent.file_id,
+                                                                  node.drive_name)])  # fmt: skip
         if file_id is not None and (dst_parent is not src_parent or new_drive != node.drive_name):
             if dst_parent is not src_parent:
                 await self.client.move(file_id, dst_parent.file_id, new_name=new_drive)
