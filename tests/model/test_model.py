@@ -112,7 +112,7 @@ async def test_model_core(tmp_path: Path, drive: DriveServer) -> None:
         steps = [Step(tuple(op), int(err)) for op, err in ast.literal_eval(replaying)]
         plan = [(seed, steps)]
     else:
-        plan = [(s, generate(s, lengths(s, 24), in_process=True)) for s in seeds(150)]
+        plan = [(s, generate(s, lengths(s, 24), in_process=True)) for s in seeds(120)]
     longest = max(len(steps) for _, steps in plan)
     # sequences run side by side (own core, cache dir and drive folder each) so that one's
     # sleeps and server delays overlap another's work; fault rules are the server's, shared
