@@ -21,9 +21,8 @@ import os
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import trio
@@ -437,12 +436,3 @@ def seeds(default_count: int) -> list[int]:
 def lengths(seed: int, default_max: int) -> int:
     rng = random.Random(seed * 7919)
     return rng.randint(5, env_int("PANFS_MODEL_MAX_STEPS", default_max))
-
-
-async def timed(fn: Callable[[], Awaitable[None]]) -> float:
-    t = time.monotonic()
-    await fn()
-    return time.monotonic() - t
-
-
-__all__ = ["Path"]

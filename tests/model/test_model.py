@@ -1,17 +1,26 @@
-"""The reference-model test of the write path (docs/semantics.md, "Versions").
+"""The reference-model test of the write path (issue 8; docs/semantics.md).
 
-Random sequences of create / write / reopen / truncate / append / patch / rename /
-rename-over / unlink / mkdir / rmdir with short sleeps, server delays, kills and
-remounts; after every step the tree read back equals the model, and after the
-uploads finished the drive itself (Open API, server store) holds exactly the
-model's tree, one copy per name, and no upload session is left open.
+Random sequences of create / write / reopen without writing / truncate / append /
+patch / two writers / rename / rename-over / unlink / mkdir / rmdir with short
+sleeps, server delays, kills and remounts; after every step the tree read back
+equals the model, and after the uploads finished the drive itself (Open API, and
+the server's store) holds exactly the model's tree, one copy per name, no stale
+bytes. Upload sessions left open are counted and printed (the protocol has no
+abort: a superseded session is abandoned and expires on the server).
 
-Most sequences run in process against ``vfs.Core`` (``test_model_core``), a share
-through a real mount with real SIGKILLs (``test_model_mount``). Counts:
-``PANFS_MODEL_SEQUENCES`` (in process), ``PANFS_MODEL_MOUNT_SEQUENCES``,
-``PANFS_MODEL_MAX_STEPS``; ``PANFS_MODEL_SEED`` is the first seed (a failure
-prints the command that replays it); ``PANFS_MODEL_KEEP_GOING=1`` runs every seed
-and reports each failure.
+Per seed: ``mount.list_ttl`` (0.01 / 0.3 / 30 s) and ``upload.delay`` (0 / 0.05 /
+0.3 s); every tenth seed picks server delay rules for the next ten. In process
+(``test_model_core``, default 120 sequences, 6 at a time, each its own core, cache
+dir and drive folder) and through a real mount with real SIGKILLs
+(``test_model_mount``, default 6).
+
+Environment: ``PANFS_MODEL_SEQUENCES`` / ``PANFS_MODEL_MOUNT_SEQUENCES`` (counts),
+``PANFS_MODEL_SEED`` (first seed), ``PANFS_MODEL_MAX_STEPS``, ``PANFS_MODEL_PARALLEL``,
+``PANFS_MODEL_KEEP_GOING=1`` (run every seed, report each failure),
+``PANFS_MODEL_REPLAY='[((op...), errno), ...]'`` (a failure's op list, shortened by
+hand), ``PANFS_MODEL_TRACE=1`` (time per step), ``PANFS_MODEL_NO_DELAYS=1``,
+``PANFS_MODEL_STRICT_SESSIONS=1`` (an open session fails the sequence). A failure
+prints its seed, the command that replays it and the op list.
 """
 
 from __future__ import annotations
