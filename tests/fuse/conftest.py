@@ -84,7 +84,7 @@ class Mounted:
     def remount(self) -> None:
         self.start()
 
-    def umount_wait(self) -> None:
+    def umount_wait(self, expect: int = 0) -> None:
         """``panfs umount --wait`` (every upload done, then unmount), then the daemon's exit.
         The daemon is our child: it is reaped while ``umount`` runs, or ``umount`` would
         see a zombie and wait out its whole grace period for the pid to go."""
@@ -99,7 +99,7 @@ class Mounted:
                 proc.poll()
                 time.sleep(0.02)
             out, err = umount.communicate()
-        assert umount.returncode == 0, err or out
+        assert umount.returncode == expect, err or out  # 3: unmounted, a file needs attention
         wait_for(lambda: proc.poll() is not None, "the daemon to exit", limit=60)
 
     def close(self) -> None:

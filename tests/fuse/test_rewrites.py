@@ -246,8 +246,11 @@ def test_rename_with_newest_version_pending(
             os.close(fd)
         fd = -1
         m.remount()
-        new = new[:70000]
-        assert f.read_bytes() == new  # shown at the size it reached
+        # shown at the size it reached: with the kernel's write-back cache, bytes the daemon
+        # never received before the kill are not part of it (any prefix of what was written)
+        reached = f.read_bytes()
+        assert new[:70000].startswith(reached)
+        new = reached
     else:
         drive.set_faults(STATES[state])  # type: ignore[arg-type]
         f.write_bytes(new)
@@ -262,7 +265,7 @@ def test_rename_with_newest_version_pending(
     time.sleep(2.0)  # the delayed step answered, the listing expired
     assert g.read_bytes() == new
     drive.set_faults([])
-    m.umount_wait()
+    m.umount_wait(expect=3 if state == "interrupted" else 0)  # 3: a cut-off file is left
     reader = DriveReader(drive)
     folder, name = os.path.split("/" + dest)
     want = b"old" * 50000 if state == "interrupted" else new
