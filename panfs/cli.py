@@ -21,7 +21,7 @@ from types import ModuleType
 from panfs import __version__, exitcodes
 from panfs.errors import PanfsError
 
-COMMANDS = ("serve", "upload", "mount", "umount", "status", "retry", "forget")
+COMMANDS = ("serve", "upload", "mount", "umount", "status", "retry", "forget", "login")
 
 
 def _module(name: str) -> ModuleType:

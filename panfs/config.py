@@ -129,6 +129,23 @@ def _part_size(v: Any) -> int:
     return n
 
 
+def _rate_limits(v: Any) -> dict[str, float]:
+    if not isinstance(v, Mapping):
+        raise ValueError("expected a mapping of endpoint to requests per second, e.g. {list: 4}")
+    out: dict[str, float] = {}
+    for k, r in v.items():
+        if isinstance(r, bool) or not isinstance(r, int | float) or r < 0:
+            raise ValueError(f"{k}: expected requests per second >= 0 (0 = no limit)")
+        out[str(k)] = float(r)
+    return out
+
+
+def _token_style(v: Any) -> str:
+    if v not in ("json", "query"):
+        raise ValueError("expected json (POST a JSON body) or query (GET with parameters)")
+    return str(v)
+
+
 def _size(v: Any) -> int:
     return parse_size(v)
 
@@ -160,6 +177,7 @@ class Key:
 SCHEMA: dict[str, Key] = {
     "remote.endpoint": Key(_str, None, "Open API base URL, e.g. https://openapi.alipan.com"),
     "remote.token_url": Key(_str, None, "OAuth token URL; default ENDPOINT/oauth/access_token"),
+    "remote.token_style": Key(_token_style, "json", "token URL shape: json (POST) or query (GET)"),
     "remote.client_id": Key(_str, None, "app id"),
     "remote.client_secret": Key(_str, "", "app secret (empty for PKCE apps)"),
     "remote.refresh_token": Key(_str, None, "first refresh token; rotated ones live in cache.dir"),
@@ -168,6 +186,9 @@ SCHEMA: dict[str, Key] = {
     "remote.connect_timeout": Key(_seconds, 10.0, "seconds to open a connection"),
     "remote.read_timeout": Key(_seconds, 60.0, "seconds without a byte before a request fails"),
     "remote.max_backoff": Key(_seconds, 60.0, "cap on the retry back-off, seconds"),
+    "remote.rate_limits": Key(
+        _rate_limits, {}, "requests/s per endpoint over the official list 4, getDownloadUrl 1, * 15"
+    ),
     "cache.dir": Key(_str, None, "clean, re-downloadable data; default XDG cache dir/panfs"),
     "cache.max_size": Key(_size, 10 * GiB, "bound on clean cached data; dirty data never evicted"),
     "cache.min_free": Key(_size, 256 * MiB, "disk space writes leave free (journal headroom)"),
@@ -208,6 +229,7 @@ SECTIONS = ("remote", "cache", "upload", "mount", "read", "state", "log")
 class RemoteSection:
     endpoint: str | None
     token_url: str | None
+    token_style: str
     client_id: str | None
     client_secret: str
     refresh_token: str | None
@@ -216,6 +238,7 @@ class RemoteSection:
     connect_timeout: float
     read_timeout: float
     max_backoff: float
+    rate_limits: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -387,6 +410,8 @@ def _check_remote(cfg: Config, where: str) -> None:
             raise ConfigError(f"{where}: remote.endpoint is missing; set it next to client_id")
         return
     for key in ("remote.client_id", "remote.refresh_token"):
+        if key == "remote.client_id" and v["remote.token_url"]:
+            continue  # a token proxy holds the app's id
         if not v[key]:
             raise ConfigError(
                 f"{where}: {key} is missing; set it (or remote.account_file) under remote:"

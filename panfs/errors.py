@@ -27,10 +27,14 @@ The tree::
     │   └── PermanentError          retrying the same request cannot help
     │       ├── AuthError           token refused for good (re-authorise) (EACCES)
     │       ├── RemoteNotFoundError 404-ish codes (ENOENT)
+    │       │   └── SessionGone     NotFound.UploadId / NoSuchUpload: the upload session is gone
     │       ├── RemoteExistsError   name conflict (EEXIST)
     │       ├── QuotaError          quota exhausted (ENOSPC)
     │       ├── TooLargeError       413 per-file cap (EFBIG)
-    │       └── PartError           an OSS part PUT refusal, ``code`` says which
+    │       ├── PartError           an OSS part PUT refusal, ``code`` says which
+    │       │   └── PartConflict    PartAlreadyExist / PartNotSequential: re-list and realign
+    │       ├── CompleteRejected    complete failed a check (part list, size, content hash)
+    │       └── NoDownloadUrl       the drive gives no usable download URL for a file
     └── UploadFailed                an upload stopped for a permanent reason
 
 A ``RemoteError`` always carries ``status`` (HTTP status or 0 when there was no
@@ -213,6 +217,25 @@ class PartError(PermanentError):
     @property
     def url_expired(self) -> bool:
         return self.code == "AccessDenied" and "expired" in self.message.lower()
+
+
+class SessionGone(RemoteNotFoundError):
+    """The upload session is gone (``NotFound.UploadId`` from the API, ``NoSuchUpload``
+    from the upload host): the session starts over, after checking it did not complete."""
+
+
+class PartConflict(PartError):
+    """``PartAlreadyExist`` / ``PartNotSequential``: the drive's parts differ from what the
+    sender believed; re-list them and realign, never skip."""
+
+
+class CompleteRejected(PermanentError):
+    """``complete`` failed one of the drive's checks (a part too small, the parts not adding
+    up to the size, the content hash): re-list the parts and send what the drive lacks."""
+
+
+class NoDownloadUrl(PermanentError):
+    """The drive answers ``getDownloadUrl`` without a usable URL (empty or null ``url``)."""
 
 
 class UploadFailed(PanfsError):

@@ -16,13 +16,19 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from panfs import lock
 from panfs.errors import LocalError
 
 WAITING = ("pending", "uploading")
+_JOBS = (
+    "SELECT j.id, j.remote_path, j.state, j.size, j.sent_bytes, j.error,"
+    " j.next_retry_at, j.source, (SELECT max(acked_at) FROM parts p"
+    " WHERE p.job_id = j.id), j.updated_at FROM jobs j"
+    " WHERE j.state IN ('pending', 'uploading', 'failed', 'interrupted') ORDER BY j.id"
+)
 ATTENTION = ("failed", "interrupted")
 
 
@@ -38,6 +44,7 @@ class FileState:
     source: str
     last_ack: float | None  # when the drive last acknowledged a part of it
     updated_at: float
+    db: str | None = None  # the journal holding it, when not the mount's (a panfs upload)
 
 
 @contextmanager
@@ -115,12 +122,7 @@ def read(journal: Path) -> Overview:
         return Overview([], alive, journal, now, _health(state_dir) if alive else None)
     files: list[FileState] = []
     with open_ro(journal) as conn:
-        for row in conn.execute(
-            "SELECT j.id, j.remote_path, j.state, j.size, j.sent_bytes, j.error,"
-            " j.next_retry_at, j.source, (SELECT max(acked_at) FROM parts p"
-            " WHERE p.job_id = j.id), j.updated_at FROM jobs j"
-            " WHERE j.state IN ('pending', 'uploading', 'failed', 'interrupted') ORDER BY j.id"
-        ):
+        for row in conn.execute(_JOBS):
             files.append(FileState(*row))
         queued = {f.source for f in files}
         try:
@@ -137,6 +139,13 @@ def read(journal: Path) -> Overview:
             ).fetchall()
         except sqlite3.OperationalError:
             versions = []
+    for extra in sorted(state_dir.glob("uploads/*/journal.db")):
+        # each `panfs upload` command keeps its own journal beside the mount's
+        try:
+            with open_ro(extra) as conn:
+                files += [replace(FileState(*row), db=str(extra)) for row in conn.execute(_JOBS)]
+        except (LocalError, FileNotFoundError, sqlite3.Error):
+            continue
     for path, remote, opened_at, fsize, fmtime in versions:
         if path in queued:
             continue

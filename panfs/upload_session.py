@@ -1,23 +1,29 @@
 """One file's sequential multipart upload: plan, create or resume, stream, verify, complete.
 
-Owns: converging one journal job to a complete, hash-verified file on the drive,
-whatever happened before: the server's part list wins on resume (every page,
-offsets from the server's ``part_size``); a part the journal never recorded is
-verified against local bytes before it is adopted; ``PartAlreadyExist`` and
-``PartNotSequential`` mean "re-list and realign", never "skip"; ``NoSuchUpload`` /
-``NotFound.UploadId`` mean a new session (after checking whether the last one
-already completed); a changed source means a new session, never a mix of old and
-new bytes. One PUT in flight; ``Content-Length`` always. Transient errors escape
-to the scheduler (it records them and retries with back-off); permanent ones
-escape as they are. Must not: loop on an error without re-listing, or decide
-scheduling.
+Owns: converging one journal job to a complete, verified file on the drive,
+whatever happened before and whichever reading of the protocol the drive follows:
+the server's part list wins on resume (every page; offsets from its ``part_size``
+where it gives one, else from the journal, else from the plan recorded at create);
+a part the journal never recorded is adopted only when its ETag proves it equals
+the local bytes, otherwise the session starts over (never adopted blindly, never
+a loop); ``PartConflict`` means "re-list and realign", never "skip";
+``SessionGone`` from any call means a new session, decided in ``_session_gone``
+(after checking whether the last one already completed); a changed source means a
+new session, never a mix of old and new bytes. The part ETag is a check only once
+the session has shown it is an MD5; the whole file is checked by ``content_hash``
+when the drive gives one, else by its size and a read-back of its first and last
+part. One PUT in flight; ``Content-Length`` always. Transient errors escape to the
+scheduler (it records them and retries with back-off); permanent ones escape as
+they are. Must not: loop on an error without re-listing, or decide scheduling.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,17 +32,34 @@ from typing import Any
 import trio
 
 from panfs import crashpoint
-from panfs.errors import PartError, PermanentError, RemoteNotFoundError, UploadFailed
+from panfs.errors import (
+    CompleteRejected,
+    NoDownloadUrl,
+    PartConflict,
+    PartError,
+    PermanentError,
+    RemoteNotFoundError,
+    SessionGone,
+    TransientError,
+    UploadFailed,
+)
 from panfs.hashing import PartBody, range_digests, read_at, sha1_hasher
 from panfs.journal import Job, Journal, PartRecord, identity
-from panfs.remote.client import OpenApiClient, PreHashMatchedError, RapidProof
-from panfs.remote.models import CreateResult, UploadUrl
+from panfs.remote.drive import Drive
+from panfs.remote.models import CreateResult, RapidProof, RemoteFile, UploadUrl
+from panfs.remote.responses import PreHashMatchedError
+from panfs.remote.retry import backoff
 
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 MAX_PARTS = 10000
 MAX_REALIGN = 50  # realignments within one run before giving the job back to the scheduler
+MAX_SESSIONS_GONE = 5  # new sessions within one run before giving the job back to the scheduler
+MAX_PART_FAILURES = 8  # transient part failures within one run before the scheduler takes over
+URL_BATCH = 16  # upload URLs asked at once (never beyond the parts declared at create)
+EMPTY_SHA1 = hashlib.sha1(b"").hexdigest().upper()
+_HEX32 = re.compile(r"^[0-9A-F]{32}$")
 
 
 @dataclass(frozen=True)
@@ -82,22 +105,16 @@ class CorruptSession(Exception):
     """The server's parts do not match our bytes: start a new session."""
 
 
-class CompleteRefused(Exception):
-    """complete failed one of the drive's checks (§4.10): re-list and send what it lacks."""
-
-
-# complete's checks: a part too small, parts not adding up to the size, a content hash
-COMPLETE_CHECKS = (
-    "InvalidResource.PartList",
-    "InvalidParameter.Size",
-    "InvalidParameter.ContentHash",
-)
+class UnverifiablePart(CorruptSession):
+    """The drive lists a part the journal lacks with nothing to verify it by: start a new
+    session (never adopt it blindly). Not a sign of a bad drive: it does not count
+    towards giving the file up."""
 
 
 class UploadSession:
     def __init__(
         self,
-        client: OpenApiClient,
+        client: Drive,
         journal: Journal,
         job_id: int,
         settings: SessionSettings,
@@ -115,6 +132,8 @@ class UploadSession:
         self.on_progress = on_progress or (lambda job_id, sent: None)
         self.urls: dict[int, UploadUrl] = {}
         self.resent_checks = 0
+        # is this session's part ETag the MD5 of the part? None until a part shows it
+        self.etag_md5: bool | None = None
 
     @contextlib.asynccontextmanager
     async def _landing(self) -> AsyncIterator[None]:
@@ -158,37 +177,65 @@ class UploadSession:
             self.journal.drop_session(self.job_id)
             job = self.job()
         self.journal.set_state(self.job_id, "uploading")
-        for _ in range(3):
+        corrupt = gone = 0
+        while True:
             try:
                 await self._converge(self.job())
                 return
-            except CorruptSession as e:
+            except UnverifiablePart as e:
+                gone += 1
+                if gone >= MAX_SESSIONS_GONE:
+                    raise TransientError(
+                        f"{e}, {gone} sessions in a row; trying again later"
+                    ) from None
                 log.info("job %d: %s: new session", self.job_id, e)
                 self.journal.drop_session(self.job_id)
-        raise UploadFailed("the drive kept storing parts that differ from the local bytes")
+                self.urls.clear()
+            except CorruptSession as e:
+                corrupt += 1
+                if corrupt >= 3:
+                    raise UploadFailed(
+                        "the drive kept storing parts that differ from the local bytes"
+                    ) from None
+                log.info("job %d: %s: new session", self.job_id, e)
+                self.journal.drop_session(self.job_id)
+                self.urls.clear()
+            except SessionGone:
+                gone += 1
+                if await self._session_gone(self.job()):
+                    return
+                if gone >= MAX_SESSIONS_GONE:
+                    raise TransientError(
+                        f"the drive lost {gone} upload sessions in a row; trying again later"
+                    ) from None
 
     async def _converge(self, job: Job) -> None:
         if job.file_id and not job.upload_id:
-            async with self._landing():  # rapid upload done, post-steps may remain
+            async with self._landing():  # completed (or rapid), post-steps may remain
+                self.job()
+                self.journal.mark_landed(self.job_id)
                 await self._finish(self.job(), None)
             return
-        sha1 = None
         if job.file_id and job.upload_id:
-            try:
-                offset, next_part = await self._reconcile(job)
-            except RemoteNotFoundError:
-                if await self._already_complete(job):
-                    return
-                self.journal.drop_session(self.job_id)
-                job = self.job()
-            else:
-                await self._stream(self.job(), offset, next_part, None)
-                return
+            offset, next_part = await self._reconcile(job)
+            await self._stream(self.job(), offset, next_part, None)
+            return
         if await self._try_rapid(job):
             return
         sha1 = await sha1_hasher(job.source, 0)
         await self._create(job)
         await self._stream(self.job(), 0, 1, sha1)
+
+    async def _session_gone(self, job: Job) -> bool:
+        """The one place a gone session (``SessionGone`` from any call) is decided: done if
+        our complete had landed, else the session is dropped and a new one follows."""
+        if job.file_id and await self._already_complete(job):
+            return True
+        log.info("job %d: the drive lost the upload session: new session", self.job_id)
+        self.journal.drop_session(self.job_id)
+        self.urls.clear()
+        self.etag_md5 = None
+        return False
 
     # -- session creation ----------------------------------------------------------------
     async def _create(self, job: Job) -> None:
@@ -211,10 +258,13 @@ class UploadSession:
             name=job.name,
         )
         self.urls = {u.part_number: u for u in res.part_urls}
+        self.etag_md5 = None
 
     async def _try_rapid(self, job: Job) -> bool:
         s = self.settings
-        if not s.rapid_upload or job.size < s.rapid_threshold or job.size == 0:
+        if job.size == 0:
+            return await self._empty(job)
+        if not s.rapid_upload or job.size < s.rapid_threshold:
             return False
         head = (await range_digests(job.source, 0, min(1024, job.size), "sha1"))["sha1"]
         part = plan_part_size(job.size, s.part_size)
@@ -250,9 +300,40 @@ class UploadSession:
         await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
         return True
 
+    async def _empty(self, job: Job) -> bool:
+        """A zero-byte file: a rapid upload with the SHA-1 of nothing (what the Go CLI
+        does); a drive that answers with a session gets one empty part instead."""
+
+        async def nothing(off: int, n: int) -> bytes:
+            return b""
+
+        try:
+            res = await self.client.create_file(
+                job.parent_file_id, job.name, 0, [0], rapid=RapidProof(EMPTY_SHA1, 0, nothing)
+            )
+        except PermanentError as e:
+            if isinstance(e, RemoteNotFoundError):
+                raise
+            log.info("%s: no rapid upload for an empty file (%s)", job.remote_path, e.describe())
+            return False
+        self.job()
+        if res.rapid_upload:
+            self.journal.mark_rapid(self.job_id, res.file_id, job.parent_file_id, job.name)
+            await self._finish(self.job(), EMPTY_SHA1)
+            return True
+        self._record_session(job, res, self.settings.part_size)
+        await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
+        return True
+
     # -- reconciliation with the server ---------------------------------------------------
+    def _planned_size(self, job: Job, offset: int) -> int:
+        assert job.part_size
+        return min(job.part_size, job.size - offset)
+
     async def _reconcile(self, job: Job) -> tuple[int, int]:
-        """The server's parts win: adopt (after verifying) or refuse; returns (offset, next)."""
+        """The server's parts win: adopt (after verifying) or refuse; returns (offset, next).
+        A part's size is the server's ``part_size``, else the journal's, else the plan's;
+        a part the journal lacks is adopted only when its ETag equals the local MD5."""
         assert job.file_id
         assert job.upload_id
         server = await self.client.list_uploaded_parts(job.file_id, job.upload_id)
@@ -261,20 +342,29 @@ class UploadSession:
         for i, p in enumerate(server, 1):
             if p.part_number != i:
                 raise CorruptSession(f"the drive's parts have a gap at {i}")
-            if offset + p.part_size > job.size:
-                raise CorruptSession(f"part {i} reaches past the end of the file")
             rec = known.get(i)
-            if not (
-                rec and rec.etag == p.etag and rec.size == p.part_size and rec.offset == offset
-            ):
-                d = await range_digests(job.source, offset, p.part_size, "md5", "xxh3")
-                self.resent_checks += 1
-                if d["md5"] != p.etag:
-                    raise CorruptSession(f"part {i} on the drive differs from the local bytes")
-                self.journal.record_part(
-                    self.job_id, PartRecord(i, offset, p.part_size, p.etag, d["xxh3"], time.time())
-                )
-            offset += p.part_size
+            if rec is not None and rec.offset != offset:
+                rec = None
+            size = p.part_size
+            if size is None:
+                size = rec.size if rec is not None else self._planned_size(job, offset)
+            if offset + size > job.size or (size == 0 and job.size > 0):
+                raise CorruptSession(f"part {i} reaches past the end of the file")
+            if rec is not None and rec.size == size and (not p.etag or rec.etag == p.etag):
+                offset += size  # acknowledged to us, and the drive agrees (or says nothing)
+                continue
+            if not p.etag:
+                # the journal lacks it and the drive gives no ETag: it cannot be verified
+                raise UnverifiablePart(f"part {i} on the drive cannot be verified (no ETag)")
+            d = await range_digests(job.source, offset, size, "md5", "xxh3")
+            self.resent_checks += 1
+            if d["md5"] != p.etag:
+                raise CorruptSession(f"part {i} on the drive differs from the local bytes")
+            self.etag_md5 = True
+            self.journal.record_part(
+                self.job_id, PartRecord(i, offset, size, p.etag, d["xxh3"], time.time())
+            )
+            offset += size
         self.journal.drop_parts_after(self.job_id, len(server))
         self.on_progress(self.job_id, offset)
         return offset, len(server) + 1
@@ -286,15 +376,40 @@ class UploadSession:
             remote = await self.client.get_file(job.file_id)
         except RemoteNotFoundError:
             return False
-        if remote.size != job.size:
+        if remote.size != job.size or remote.type == "folder":
             return False
-        local = (await range_digests(job.source, 0, job.size, "sha1"))["sha1"]
-        if remote.content_hash.upper() != local:
+        if not await self._same_content(job, remote, None):
             return False
         async with self._landing():
             self.job()  # superseded: the reaper trashes the completed file (the job holds it)
+            self.journal.mark_rapid(
+                self.job_id, job.file_id, job.created_parent or "", job.created_name or ""
+            )
             self.journal.mark_landed(self.job_id)
-            await self._finish(self.job(), local)
+            await self._finish(self.job(), remote.content_hash or None)
+        return True
+
+    async def _same_content(self, job: Job, remote: RemoteFile, sha1: str | None) -> bool:
+        """The whole-file check: the drive's ``content_hash`` when it gives one (SHA-1);
+        else the size and a read-back of the first and last part (ranged GETs)."""
+        if remote.size != job.size:
+            return False
+        if remote.content_hash:
+            if sha1 is None:
+                sha1 = (await range_digests(job.source, 0, job.size, "sha1"))["sha1"]
+            return remote.content_hash.upper() == sha1
+        if job.size == 0:
+            return True
+        part = job.part_size or plan_part_size(job.size, self.settings.part_size)
+        spans = {(0, min(part, job.size)), (max(0, job.size - part), job.size)}
+        try:
+            url = (await self.client.get_download_url(remote.file_id)).url
+            for start, end in sorted(spans):
+                got = await self.client.download_range(url, start, end)
+                if got != await read_at(job.source, start, end - start):
+                    return False
+        except NoDownloadUrl:
+            log.info("%s: no download URL to check it by; its size agrees", job.remote_path)
         return True
 
     # -- the part loop ---------------------------------------------------------------------
@@ -303,10 +418,26 @@ class UploadSession:
         if u is None or u.expires_at - self.settings.url_margin < time.time():
             assert job.file_id
             assert job.upload_id
-            want = list(range(n, n + 16))
-            self.urls.update(await self.client.get_upload_urls(job.file_id, job.upload_id, want))
+            assert job.part_size
+            planned = len(part_sizes(job.size, job.part_size))
+            # only parts declared at create (some drives refuse others); beyond, one at a time
+            want = list(range(n, min(n + URL_BATCH, planned + 1))) or [n]
+            try:
+                self.urls.update(
+                    await self.client.get_upload_urls(job.file_id, job.upload_id, want)
+                )
+            except SessionGone:
+                raise
+            except PermanentError as e:
+                if n > planned:
+                    raise CorruptSession(
+                        f"the drive refuses part {n}, beyond the {planned} planned"
+                    ) from None
+                raise e
             u = self.urls.get(n)
             if u is None:
+                if n > planned:
+                    raise CorruptSession(f"the drive gives no URL for part {n} beyond the plan")
                 raise UploadFailed(f"the drive gave no upload URL for part {n}")
         return u.url
 
@@ -322,10 +453,12 @@ class UploadSession:
             try:
                 await self._complete(self.job(), digest)
                 return
-            except CompleteRefused as e:
+            except CompleteRejected as e:
                 refusals += 1
                 if refusals > 1:
-                    raise UploadFailed(f"the drive refuses to complete the upload: {e}") from None
+                    raise UploadFailed(
+                        f"the drive refuses to complete the upload: {e.describe()}"
+                    ) from None
                 log.info("job %d: complete refused (%s): re-listing parts", self.job_id, e)
                 job = self.job()
                 offset, n = await self._reconcile(job)
@@ -346,6 +479,27 @@ class UploadSession:
             raise CorruptSession(f"{job.source} changed during the upload")
         return digest
 
+    async def _etag_is_md5(self, job: Job, n: int, length: int, etag: str, local: str) -> bool:
+        """Learn, once per session, whether the drive's part ETag is the part's MD5. Equal
+        proves it; not 32 hex digits disproves it; a 32-hex mismatch is an MD5 of other
+        bytes when the drive stored the part short, or when part 1 (journaled) matched."""
+        if etag == local:
+            return True
+        if _HEX32.match(etag):
+            assert job.file_id
+            assert job.upload_id
+            for p in await self.client.list_uploaded_parts(job.file_id, job.upload_id):
+                if p.part_number == n and p.part_size is not None and p.part_size != length:
+                    return True  # stored short: an MD5 of fewer bytes
+            first = next(iter(self.journal.parts(self.job_id)), None)
+            if first is not None and first.part_number == 1 and n > 1:
+                d = await range_digests(job.source, first.offset, first.size, "md5")
+                if d["md5"] == first.etag:
+                    return True
+        log.info("job %d: the drive's part ETags are not MD5s; the whole file is checked",
+                 self.job_id)  # fmt: skip
+        return False
+
     async def _send_loop(self, job: Job, offset: int, n: int, sha1: Any, known: str | None) -> str:
         assert job.file_id
         assert job.upload_id
@@ -360,7 +514,7 @@ class UploadSession:
                     full_sha1["v"] = digests["sha1"]
 
                 nursery.start_soon(whole)
-            realigns = 0
+            realigns = failures = 0
             while offset < job.size or (job.size == 0 and n == 1):
                 length = min(part, job.size - offset)
                 self.job()  # superseded? stop sending
@@ -368,22 +522,37 @@ class UploadSession:
                 body = PartBody(job.source, offset, length, sha1.copy() if sha1 else None)
                 try:
                     etag = await self._put(url, body, length)
+                except PartConflict:
+                    realigns += 1
+                    if realigns > MAX_REALIGN:
+                        raise
+                    offset, n, sha1 = await self._realign(job, sha1)
+                    continue
                 except PartError as e:
                     if e.url_expired:
                         self.urls.pop(n, None)
                         continue
-                    if e.code in ("PartAlreadyExist", "PartNotSequential"):
-                        realigns += 1
-                        if realigns > MAX_REALIGN:
-                            raise
-                        offset, n, sha1 = await self._realign(job, sha1)
-                        continue
-                    if e.code == "NoSuchUpload":
-                        raise CorruptSession("the drive lost the upload session") from None
                     raise
+                except TransientError as e:
+                    # a 5xx (whatever its body), a cut connection: the part may or may not
+                    # be stored, so the drive's list decides what goes next
+                    failures += 1
+                    if failures > MAX_PART_FAILURES:
+                        raise
+                    delay = 1.0 + backoff(failures - 1, 10.0)
+                    log.info("job %d: part %d: %s; re-listing in %.1fs",
+                             self.job_id, n, e.describe(), delay)  # fmt: skip
+                    self.journal.note_error(self.job_id, e.describe(), time.time() + delay)
+                    await trio.sleep(delay)
+                    offset, n, sha1 = await self._realign(job, sha1)
+                    continue
                 crashpoint.reach("after_part_ack")
                 local = body.md5.hexdigest().upper()
-                if etag != local:
+                if self.etag_md5 is None and etag != local and offset + length >= job.size:
+                    pass  # the last part: the whole-file check comes next, nothing to learn
+                elif self.etag_md5 is None:
+                    self.etag_md5 = await self._etag_is_md5(job, n, length, etag, local)
+                if self.etag_md5 and etag != local:
                     # the server stored something else (a cut part kept as complete?): realign
                     realigns += 1
                     if realigns > MAX_REALIGN:
@@ -426,19 +595,9 @@ class UploadSession:
     async def _complete_locked(self, job: Job, sha1: str) -> None:
         assert job.file_id
         assert job.upload_id
-        await self.client._token()  # refresh now, so nothing yields between check and send
-        self.job()  # a newer version exists: never complete this one over it
+        await self.client.ready()  # a due token refresh happens before the last check
         crashpoint.reach("before_complete")
-        try:
-            remote = await self.client.complete(job.file_id, job.upload_id)
-        except RemoteNotFoundError:
-            if await self._already_complete(job):
-                return
-            raise CorruptSession("the drive lost the session before complete") from None
-        except PermanentError as e:
-            if e.code in COMPLETE_CHECKS:
-                raise CompleteRefused(e.describe()) from None
-            raise
+        remote = await self.client.complete(job.file_id, job.upload_id, before_send=self._check)
         crashpoint.reach("after_complete")
         latest = self.journal.get(self.job_id)
         if latest is None or latest.state == "superseded":
@@ -446,16 +605,36 @@ class UploadSession:
             # (doomed first, so a crash before the trash is finished by the reaper)
             await self._trash(job.file_id, "superseded while its complete was in flight")
             raise Superseded()
-        if remote.content_hash.upper() != sha1 or remote.size != job.size:
-            await self._trash(job.file_id, "its content hash differed from the local bytes")
+        if not remote.content_hash:
+            # some readings leave content_hash out of complete's answer: ask the file
+            with contextlib.suppress(RemoteNotFoundError):
+                remote = await self.client.get_file(job.file_id)
+        if not await self._same_content(job, remote, sha1):
+            await self._trash(job.file_id, "it differed from the local bytes")
             raise CorruptSession(
-                f"the drive's content_hash {remote.content_hash} differs from ours {sha1}"
+                f"the drive's file (size {remote.size}, content_hash "
+                f"{remote.content_hash or 'none'}) differs from ours (SHA-1 {sha1})"
             )
+        latest = self.journal.get(self.job_id)
+        if latest is None or latest.state == "superseded":
+            # superseded while the file was checked: it must not stay visible either
+            await self._trash(job.file_id, "superseded while its upload was checked")
+            raise Superseded()
         # one step with the check above (no await between): from here on this version IS
         # the name on the drive; a newer version replaces it instead of superseding it
         self.journal.mark_landed(self.job_id)
         log.debug("job %d landed as %s", self.job_id, job.file_id)
-        await self._finish(job, sha1)
+        if (latest.created_parent, latest.created_name) != (latest.parent_file_id, latest.name):
+            # completed and checked: from here only the post-steps remain (durable; without
+            # post-steps a crash here is found by the gone session and the file's check)
+            self.journal.mark_rapid(
+                self.job_id, job.file_id, job.created_parent or "", job.created_name or ""
+            )
+        await self._finish(self.job(), sha1)
+
+    def _check(self) -> None:
+        """Right before complete goes out: a newer version exists? Never complete over it."""
+        self.job()
 
     async def _trash(self, file_id: str, reason: str) -> None:
         self.journal.doom([file_id], reason)
@@ -463,22 +642,31 @@ class UploadSession:
         self.journal.trashed(file_id)
 
     async def _finish(self, job: Job, sha1: str | None) -> None:
-        """After the hashes agreed: follow renames, retire the replaced version, mark done."""
+        """After the check agreed: follow renames (a move, then a rename: two steps, each
+        journaled as it lands), retire the replaced version, mark done."""
         job = self.job()  # abandoned (its name was removed)? the reaper trashes the file
         assert job.file_id
+        file_id = job.file_id
+
+        def step(parent: str, name: str) -> None:
+            self.journal.mark_rapid(self.job_id, file_id, parent, name)
+
         while (job.created_parent, job.created_name) != (job.parent_file_id, job.name):
             try:
                 if job.created_parent != job.parent_file_id:
-                    await self.client.move(job.file_id, job.parent_file_id, new_name=job.name)
+                    await self.client.move(
+                        file_id, job.parent_file_id, new_name=job.name, on_step=step,
+                        check_name_mode="ignore",
+                    )  # fmt: skip
                 else:
-                    await self.client.rename(job.file_id, job.name, check_name_mode="ignore")
+                    await self.client.rename(file_id, job.name, check_name_mode="ignore")
+                    step(job.parent_file_id, job.name)
             except RemoteNotFoundError:
                 self.job()
                 raise
-            self.journal.mark_rapid(self.job_id, job.file_id, job.parent_file_id, job.name)
             job = self.job()  # renamed again while the move was in flight? follow it
         crashpoint.reach("after_move")
-        if job.replaces_file_id and job.replaces_file_id != job.file_id:
+        if job.replaces_file_id and job.replaces_file_id != file_id:
             await self.client.trash(job.replaces_file_id)
             crashpoint.reach("after_trash_replaced")
         self.journal.mark_done(self.job_id, job.size)

@@ -25,7 +25,7 @@ import trio
 from panfs.config import Config
 from panfs.errors import PanfsError, RemoteError
 from panfs.journal import ACTIVE, Journal
-from panfs.remote.client import OpenApiClient
+from panfs.remote.drive import Drive
 from panfs.upload_session import SessionSettings, UploadSession
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ async def open_scheduler(
 
 @asynccontextmanager
 async def open_uploader(
-    client: OpenApiClient, journal: Journal, settings: UploadSettings
+    client: Drive, journal: Journal, settings: UploadSettings
 ) -> AsyncIterator[Uploader]:
     ups: list[Uploader] = []
 

@@ -16,7 +16,7 @@ import yaml
 from panfs.config import parse_size, xdg_dir
 from panfs.errors import UsageError
 from panfs.server.faults import FaultRuleError, Faults
-from panfs.server.options import ServerOptions
+from panfs.server.options import OFFICIAL_RATE_LIMITS, PARTS_LISTINGS, PROFILES, ServerOptions
 
 HELP = "run the drive server (Open API + upload host) on loopback"
 EXAMPLE = """examples:
@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refresh-token-lifetime", type=float, default=90 * 86400.0, metavar="S")
     p.add_argument("--upload-url-lifetime", type=float, default=3600.0, metavar="S")
     p.add_argument("--download-url-lifetime", type=float, default=900.0, metavar="S")
-    p.add_argument("--download-url-style", choices=("OSS2", "OSS4"), default="OSS2")
+    p.add_argument("--download-url-style", choices=("OSS2", "OSS4"), default=None)
     p.add_argument("--session-lifetime", type=float, default=10 * 86400.0, metavar="S")
     p.add_argument("--quota", type=_size, default=1 << 40, help="drive size (default 1TiB)")
     p.add_argument("--max-file-size", type=_size, default=None, help="per-file cap: 413 above")
@@ -66,8 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--upload-id-status",
         type=int,
         choices=(400, 404),
-        default=400,
-        help="HTTP status of NotFound.UploadId",
+        default=None,
+        help="HTTP status of NotFound.UploadId (default 400)",
     )
     p.add_argument("--min-part-size", type=_size, default=100 * 1024)
     p.add_argument(
@@ -76,10 +76,130 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="OP=R[/B]",
-        help="token bucket per endpoint (op name or *), requests/s and burst",
+        help="token bucket of one endpoint (op name, or * for the one shared by the others), "
+        "requests/s and burst; changes that bucket of the official limits",
+    )
+    p.add_argument(
+        "--no-rate-limits",
+        action="store_true",
+        help="turn the official rate limits off (benchmarks, speed-sensitive tests)",
     )
     p.add_argument("--retry-after-ms", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0, help="seed of fault probabilities")
+    # the readings of docs/protocol-assumptions.md; each default is the profile's
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="default",
+        help="a set of the options below; strict turns on every harsh reading",
+    )
+    p.add_argument(
+        "--parts-listing",
+        choices=PARTS_LISTINGS,
+        default=None,
+        help="fields of listUploadedParts entries (default full: part_size and etag)",
+    )
+    p.add_argument(
+        "--etag", choices=("md5", "opaque"), default=None, help="part PUT ETag (default md5)"
+    )
+    p.add_argument(
+        "--complete-without-hash",
+        action="store_const",
+        const=True,
+        default=None,
+        help="complete answers without content_hash",
+    )
+    p.add_argument(
+        "--move-new-name",
+        choices=("rename", "on-conflict"),
+        default=None,
+        help="openFile/move new_name: a rename (default) or the name used only on a clash",
+    )
+    p.add_argument(
+        "--declared-parts-only",
+        action="store_const",
+        const=True,
+        default=None,
+        help="getUploadUrl refuses part numbers beyond those declared at create",
+    )
+    p.add_argument(
+        "--oss-5xx-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every Nth part PUT answers 500 InternalError / 503 ServiceUnavailable (OSS XML)",
+    )
+    p.add_argument(
+        "--expire-session-after-parts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="an upload session expires once it has N parts (once per folder + name)",
+    )
+    p.add_argument(
+        "--download-url-missing",
+        action="append",
+        default=None,
+        metavar="GLOB",
+        help="files whose name matches get no url from getDownloadUrl",
+    )
+    p.add_argument(
+        "--download-url-missing-as",
+        choices=("null", "empty"),
+        default="null",
+        help="a missing url is null (default) or an empty string",
+    )
+    p.add_argument(
+        "--no-streams-url",
+        action="store_true",
+        help="no streamsUrl beside a missing url: the bytes cannot be had at all",
+    )
+    p.add_argument(
+        "--qrcode-lifetime", type=float, default=180.0, metavar="S", help="QR-code login life"
+    )
+
+
+def options(args: argparse.Namespace) -> ServerOptions:
+    """The options: built-in defaults, then the profile's, then what the command line says."""
+    limits = {} if args.no_rate_limits else dict(OFFICIAL_RATE_LIMITS)
+    limits.update({op: (r, b) for op, r, b in args.rate_limit})
+    opts = ServerOptions(
+        access_token_lifetime=args.access_token_lifetime,
+        refresh_token_lifetime=args.refresh_token_lifetime,
+        upload_url_lifetime=args.upload_url_lifetime,
+        download_url_lifetime=args.download_url_lifetime,
+        session_lifetime=args.session_lifetime,
+        total_size=args.quota,
+        max_file_size=args.max_file_size,
+        list_page_size=args.list_page_size,
+        parts_page_size=args.parts_page_size,
+        lenient_complete=args.lenient_complete,
+        min_part_size=args.min_part_size,
+        rate_limits=limits,
+        retry_after_ms=args.retry_after_ms,
+        seed=args.seed,
+        download_url_missing_as=args.download_url_missing_as,
+        streams_url=not args.no_streams_url,
+        qrcode_lifetime=args.qrcode_lifetime,
+    )
+    for name, value in PROFILES[args.profile].items():
+        setattr(opts, name, value)
+    for name in (
+        "download_url_style",
+        "upload_id_status",
+        "parts_listing",
+        "etag",
+        "complete_without_hash",
+        "move_new_name",
+        "declared_parts_only",
+        "oss_5xx_every",
+        "expire_session_after_parts",
+        "download_url_missing",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(opts, name, value)
+    return opts
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,24 +216,7 @@ def run(args: argparse.Namespace) -> int:
             faults.replace(yaml.safe_load(args.faults.read_text()))
         except (OSError, yaml.YAMLError, FaultRuleError) as e:
             raise UsageError(f"--faults {args.faults}: {e}") from None
-    opts = ServerOptions(
-        access_token_lifetime=args.access_token_lifetime,
-        refresh_token_lifetime=args.refresh_token_lifetime,
-        upload_url_lifetime=args.upload_url_lifetime,
-        download_url_lifetime=args.download_url_lifetime,
-        download_url_style=args.download_url_style,
-        session_lifetime=args.session_lifetime,
-        total_size=args.quota,
-        max_file_size=args.max_file_size,
-        list_page_size=args.list_page_size,
-        parts_page_size=args.parts_page_size,
-        lenient_complete=args.lenient_complete,
-        upload_id_status=args.upload_id_status,
-        min_part_size=args.min_part_size,
-        rate_limits={op: (r, b) for op, r, b in args.rate_limit},
-        retry_after_ms=args.retry_after_ms,
-        seed=args.seed,
-    )
+    opts = options(args)
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,

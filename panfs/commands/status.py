@@ -58,7 +58,7 @@ def journal_for(mountpoint: Path | None, config_path: Path | None) -> Path:
 def _rate(ov: Overview, f: FileState) -> float:
     if f.state != "uploading" or f.error or f.id is None or ov.unreachable_since() is not None:
         return 0.0  # an upload that is failing has no rate, whatever it had a minute ago
-    journal, now = ov.journal, ov.now
+    journal, now = (Path(f.db) if f.db else ov.journal), ov.now
     from panfs.overview import open_ro
 
     with open_ro(journal) as conn:

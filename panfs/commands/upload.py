@@ -3,13 +3,18 @@
 Owns: turning sources into journal jobs (reusing the job of an earlier, killed
 run of the same command so it continues where the server is), creating the
 remote folders, running the uploader until every job is done or failed, and
-showing progress (rich bars, or JSON lines with ``--json``). Must not: hold
-upload logic (``upload_session.py``).
+showing progress (rich bars, or JSON lines with ``--json``). Each distinct command
+(its sources and REMOTE_DIR) keeps its own journal in ``CACHE_DIR/uploads/KEY/``,
+locked while it runs, so uploads run beside each other and beside a mount of the
+same config (they share the token file in ``CACHE_DIR``); the same command run
+again finds its journal and continues. Must not: hold upload logic
+(``upload_session.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sqlite3
@@ -106,6 +111,12 @@ def run(args: argparse.Namespace) -> int:
     return trio.run(_main, cfg, sources, remote_dir.rstrip("/") or "/", args.json)
 
 
+def upload_dir(cache_dir: Path, sources: list[tuple[Path, str]], remote_dir: str) -> Path:
+    """This command's own state dir: the same sources and REMOTE_DIR find it again."""
+    key = "\0".join([remote_dir, *sorted(str(src) for src, _ in sources)])
+    return cache_dir / "uploads" / hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
 async def _folder(client: Any, path: str, cache: dict[str, str]) -> str:
     """The file_id of drive folder ``path``, creating missing folders (mkdir -p)."""
     if path in ("", "/"):
@@ -138,11 +149,15 @@ async def _main(
     if migrate.pending(layout):
         migrate.run(layout)
     state_dir = layout.state_dir
-    with lock.acquire(state_dir, "(panfs upload)"):
+    # this command's own journal (a mount and other uploads may run beside it); the
+    # token file in the state dir is shared with them under its own lock
+    work = upload_dir(state_dir, sources, remote_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    with lock.acquire(work, "(panfs upload)"):
         try:
-            db = open_db(layout.journal)
+            db = open_db(work / "journal.db")
         except sqlite3.Error as e:
-            raise LocalError(f"cannot open the journal {layout.journal} ({e}); "
+            raise LocalError(f"cannot open the journal {work / 'journal.db'} ({e}); "
                              "run as its owner or set state.dir") from None  # fmt: skip
         journal = Journal(db)
         async with open_client(remote_settings.from_config(cfg), state_dir) as client:

@@ -21,21 +21,30 @@ CONTRACT (implemented in this module; the uploader and the mount rely on it):
                                  -> CreateResult          # PreHashMatched -> PreHashMatchedError
         await client.get_upload_urls(file_id, upload_id, part_numbers) -> dict[int, UploadUrl]
         await client.list_uploaded_parts(file_id, upload_id) -> list[UploadedPart]  # every page
-        await client.complete(file_id, upload_id) -> RemoteFile
+        await client.complete(file_id, upload_id, before_send=None) -> RemoteFile
+                                 # CompleteRejected on a failed check, SessionGone
         await client.rename(file_id, new_name, check_name_mode="refuse") -> RemoteFile
-        await client.move(file_id, to_parent_file_id, new_name=None) -> None
+        await client.move(file_id, to_parent_file_id, new_name=None, on_step=None) -> None
         await client.trash(file_id) -> None            # already gone counts as success
         await client.delete(file_id) -> None           # already gone counts as success
-        await client.get_download_url(file_id) -> DownloadUrl
+        await client.get_download_url(file_id) -> DownloadUrl    # NoDownloadUrl
         await client.download_range(url, start, end_exclusive) -> bytes
-        await client.put_part(url, body, length) -> str   # server ETag, upper hex, no quotes
+        await client.put_part(url, body, length) -> str   # server ETag, quotes stripped
 
-API calls retry transient failures (429 after ``x-retry-after``; 5xx, gateway
-text/HTML, network errors with jittered exponential back-off capped at
-``settings.max_backoff``) up to ``settings.api_attempts`` times, then raise the
-last ``TransientError``; callers that must go on forever (the uploader) catch it,
-record it, and try again later. 401 AccessTokenExpired/Invalid -> refresh once
-(single-flight) and retry once. ``put_part`` never retries.
+Every API call goes through ``retry.Retry`` (one loop, one back-off) and the
+client's ``Pacer`` (the official per-endpoint limits, ``remote.rate_limits``): a
+429 holds its endpoint for ``x-retry-after`` and the call waits, however long;
+5xx, gateway text/HTML and network errors are retried with jittered back-off up
+to ``settings.api_attempts`` times, then the last ``TransientError`` escapes
+(callers that must go on forever, the uploader, record it and try again later).
+401 AccessTokenExpired/Invalid -> refresh once and retry once. Refresh is single
+flight in the process and, through ``TokenFile``'s lock, across processes.
+
+Namespace calls converge when an answer is lost: a folder create that finds its
+name taken after an attempt may have landed is ours; a rename or move is checked
+against the file itself (``openFile/get``) before it is repeated or reported.
+``move`` never sends ``new_name`` (some readings use it only on a name clash):
+a move plus a rename is two calls. ``put_part`` never retries.
 """
 
 from __future__ import annotations
@@ -44,11 +53,11 @@ import base64
 import contextlib
 import hashlib
 import logging
-import random
+import os
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +67,9 @@ import trio
 from panfs import crashpoint
 from panfs.errors import (
     AuthError,
+    CompleteRejected,
     NetworkError,
+    NoDownloadUrl,
     PermanentError,
     RemoteError,
     RemoteExistsError,
@@ -69,6 +80,7 @@ from panfs.remote.models import (
     CreateResult,
     DownloadUrl,
     DriveInfo,
+    RapidProof,
     RemoteFile,
     SpaceInfo,
     UploadedPart,
@@ -81,28 +93,34 @@ from panfs.remote.responses import (
     classify,
     classify_oss,
 )
+from panfs.remote.retry import Pacer, Retry, backoff, normalize_limits
 from panfs.remote.settings import RemoteSettings
 from panfs.remote.tokens import TokenFile, TokenState
 from panfs.remote.urls import url_expiry
 
-__all__ = ["OpenApiClient", "PreHashMatchedError", "RapidProof", "UrlExpiredError", "open_client"]
+__all__ = [
+    "OpenApiClient",
+    "PreHashMatchedError",
+    "RapidProof",
+    "UrlExpiredError",
+    "backoff",
+    "open_client",
+]
 
 log = logging.getLogger(__name__)
 
 API = "/adrive/v1.0/"
 REFRESH_AT = 0.8  # refresh proactively at 80 % of the access token's lifetime
-
-
-@dataclass(frozen=True)
-class RapidProof:
-    """What rapid upload needs: the whole-file SHA-1 and a way to read 8 bytes anywhere."""
-
-    content_hash: str
-    size: int
-    read_at: Callable[[int, int], Awaitable[bytes]]
-
-
-_RNG = random.Random()
+DOWNLOAD_URL_LIFE = 14400  # expire_sec asked of getDownloadUrl (the longest the service gives)
+NO_URL_MEMORY = 60.0  # seconds a file without a download URL is not asked again
+# complete's checks: a part too small, parts not adding up to the size, a content hash
+COMPLETE_CHECKS = (
+    "InvalidResource.PartList",
+    "InvalidParameter.Size",
+    "InvalidParameter.ContentHash",
+)
+# an answer to these may have been lost: the attempt may have been applied
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _json_object(resp: httpx.Response) -> dict[str, Any] | None:
@@ -112,11 +130,6 @@ def _json_object(resp: httpx.Response) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def backoff(attempt: int, cap: float, rng: random.Random = _RNG) -> float:
-    """Full-jitter exponential back-off: uniform in [0, min(cap, 0.5 * 2**attempt)]."""
-    return rng.uniform(0, min(cap, 0.5 * 2**attempt))
 
 
 class OpenApiClient:
@@ -132,11 +145,16 @@ class OpenApiClient:
         self.tokens = tokens
         self.sleep = sleep
         self.drive_id = ""
+        self.pacer = Pacer(normalize_limits(settings.rate_limits), sleep=sleep)
+        self.retry = Retry(self.pacer, settings.api_attempts, settings.max_backoff, sleep)
         self._lock = trio.Lock()
         state = tokens.load()
         if state is None or state.seed != settings.refresh_token:
             state = TokenState(seed=settings.refresh_token, refresh_token=settings.refresh_token)
         self._state = state
+        # folder creates whose answer was lost: finding the name taken later means "ours"
+        self._lost_creates: set[tuple[str, str]] = set()
+        self._no_url: dict[str, float] = {}
 
     # -- auth ------------------------------------------------------------------------
     async def _token(self) -> str:
@@ -147,64 +165,128 @@ class OpenApiClient:
         return self._state.access_token
 
     async def _refresh(self, stale: str) -> None:
-        """Single-flight: whoever holds the lock refreshes; the others reuse its result."""
+        """Single flight in the process (``_lock``) and across processes (the token file's
+        ``flock``): the holder re-reads the file and refreshes only if the access token it
+        would replace is still the current one; otherwise it adopts the file's."""
         async with self._lock:
             if self._state.access_token != stale:
                 return
-            body = {
-                "client_id": self.settings.client_id,
-                "client_secret": self.settings.client_secret,
-                "grant_type": "refresh_token",
-                "refresh_token": self._state.refresh_token,
-            }
-            for attempt in range(self.settings.api_attempts):
-                try:
-                    resp = await self.http.post(self.settings.token_url, json=body)
-                except httpx.TransportError as e:
-                    err: RemoteError = NetworkError(f"token refresh: {type(e).__name__}: {e}")
-                else:
-                    data = _json_object(resp) if resp.status_code == 200 else None
-                    if data is not None and data.get("access_token"):
-                        new = TokenState(
-                            seed=self._state.seed,
-                            refresh_token=str(data.get("refresh_token") or body["refresh_token"]),
-                            access_token=str(data["access_token"]),
-                            expires_at=time.time() + float(data.get("expires_in", 7200)),
-                            lifetime=float(data.get("expires_in", 7200)),
-                        )
-                        # durable before anything uses it: the old refresh token is spent now
-                        crashpoint.reach("after_token_answer")
-                        await trio.to_thread.run_sync(self.tokens.save, new)
-                        self._state = new
+            fd = await trio.to_thread.run_sync(self.tokens.lock)
+            try:
+                disk = self.tokens.load()
+                interrupted: TokenState | None = None
+                if disk is not None and disk.seed == self._state.seed:
+                    if disk.refreshing_pid:
+                        interrupted = disk  # its writer died between send and save
+                    elif (
+                        disk.access_token
+                        and disk.access_token != stale
+                        and time.time() < disk.expires_at - (1 - REFRESH_AT) * disk.lifetime
+                    ):
+                        self._state = disk  # another process refreshed: use its token
                         return
-                    err = classify(resp.status_code, resp.content, dict(resp.headers))
-                    if resp.status_code == 200:  # 200 without a token: a proxy's page, say
-                        err = TransientError(
-                            "token refresh answered 200 without an access_token",
-                            status=200,
-                            body_start=err.body_start,
-                        )
-                    if not err.transient:
-                        key = _CLIENT_KEYS.get(err.code)
-                        if key is not None:  # the app's credentials, not the refresh token
-                            raise AuthError(
-                                f"the token endpoint refused {key} ({err.code}: {err.message});"
-                                f" fix {key} in the config (the refresh token was not used)",
-                                status=err.status,
-                                code=err.code,
-                                body_start=err.body_start,
-                            ) from None
-                        raise AuthError(
-                            f"the drive refused the refresh token ({err.code or err.status}: "
-                            f"{err.message}); put a fresh remote.refresh_token in the config",
-                            status=err.status,
-                            code=err.code,
-                            body_start=err.body_start,
-                        ) from None
-                await self.sleep(
-                    getattr(err, "retry_after", 0) or backoff(attempt, self.settings.max_backoff)
+                    self._state = replace(disk, refreshing_pid=0, refreshing_since=0.0)
+                await self._refresh_locked(interrupted)
+            finally:
+                self.tokens.unlock(fd)
+
+    async def _refresh_locked(self, interrupted: TokenState | None) -> None:
+        if interrupted is not None:
+            log.warning(
+                "a panfs process (pid %d) was killed while refreshing the access token; "
+                "trying its refresh token again",
+                interrupted.refreshing_pid,
+            )
+        body = {
+            "client_id": self.settings.client_id,
+            "grant_type": "refresh_token",
+            "refresh_token": self._state.refresh_token,
+        }
+        if self.settings.client_secret:  # PKCE apps have none: the field is omitted
+            body["client_secret"] = self.settings.client_secret
+        # durable intent: a process killed from here until the answer is saved is
+        # reported by the next start as exactly that
+        await trio.to_thread.run_sync(
+            self.tokens.save,
+            replace(self._state, refreshing_pid=os.getpid(), refreshing_since=time.time()),
+        )
+        crashpoint.reach("refresh_in_flight")
+
+        async def once() -> TokenState:
+            try:
+                resp = await self.http.post(self.settings.token_url, json=body)
+            except httpx.TransportError as e:
+                raise NetworkError(f"token refresh: {type(e).__name__}: {e}") from None
+            data = _json_object(resp) if resp.status_code == 200 else None
+            if data is not None and data.get("access_token"):
+                life = float(data.get("expires_in", 7200))
+                return TokenState(
+                    seed=self._state.seed,
+                    refresh_token=str(data.get("refresh_token") or body["refresh_token"]),
+                    access_token=str(data["access_token"]),
+                    expires_at=time.time() + life,
+                    lifetime=life,
+                )
+            err = classify(resp.status_code, resp.content, dict(resp.headers))
+            if resp.status_code == 200:  # 200 without a token: a proxy's page, say
+                raise TransientError(
+                    "token refresh answered 200 without an access_token",
+                    status=200,
+                    body_start=err.body_start,
                 )
             raise err
+
+        try:
+            new = await self._send_refresh(once)
+        except PermanentError as err:
+            key = _CLIENT_KEYS.get(err.code or "")
+            if key is not None:  # the app's credentials, not the refresh token
+                raise AuthError(
+                    f"the token endpoint refused {key} ({err.code}: {err.message});"
+                    f" fix {key} in the config (the refresh token was not used)",
+                    status=err.status,
+                    code=err.code,
+                    body_start=err.body_start,
+                ) from None
+            if interrupted is not None:
+                when = time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime(interrupted.refreshing_since)
+                )
+                raise AuthError(
+                    f"a panfs process (pid {interrupted.refreshing_pid}) was killed at {when} "
+                    "while refreshing the access token, after the drive had spent its refresh "
+                    f"token ({err.code or err.status}: {err.message}); run panfs login or put a "
+                    "fresh remote.refresh_token in the config",
+                    status=err.status,
+                    code=err.code,
+                    body_start=err.body_start,
+                ) from None
+            raise AuthError(
+                f"the drive refused the refresh token ({err.code or err.status}: "
+                f"{err.message}); run panfs login or put a fresh remote.refresh_token "
+                "in the config",
+                status=err.status,
+                code=err.code,
+                body_start=err.body_start,
+            ) from None
+        # durable before anything uses it: the old refresh token is spent now
+        crashpoint.reach("after_token_answer")
+        await trio.to_thread.run_sync(self.tokens.save, new)
+        self._state = new
+
+    async def _send_refresh(self, once: Callable[[], Awaitable[TokenState]]) -> TokenState:
+        try:
+            return await self.retry.run("access_token", once, paced=False)
+        except BaseException:
+            # alive to report it: the in-flight mark is for a process that dies in the window
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.tokens.save, self._state)
+            raise
+
+    async def ready(self) -> None:
+        """Refresh the access token now if it is due (so a caller's next call does not
+        wait for one)."""
+        await self._token()
 
     # -- the API call loop -------------------------------------------------------------
     async def call(
@@ -213,34 +295,53 @@ class OpenApiClient:
         body: dict[str, Any],
         prepare: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
     ) -> Any:
-        """POST an Open API call; retries transient failures ``api_attempts`` times in all."""
+        """POST an Open API call through the pacer and the retry loop."""
+        data, _ = await self._call(op, body, prepare)
+        return data
+
+    async def _call(
+        self,
+        op: str,
+        body: dict[str, Any],
+        prepare: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+        before_send: Callable[[], None] | None = None,
+    ) -> tuple[Any, bool]:
+        """The answer, and whether an earlier attempt may have reached the drive and been
+        applied (its answer lost: a network failure after sending, a 5xx, garbage).
+        ``before_send`` runs with no await between it and the request going out."""
+        maybe_applied = False
         refreshed = False
-        last: RemoteError | None = None
-        for attempt in range(self.settings.api_attempts):
-            token = await self._token()
-            if prepare is not None:
-                await prepare(token, body)
-            try:
-                resp = await self.http.post(
-                    self.settings.endpoint + API + op,
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-            except httpx.TransportError as e:
-                last = NetworkError(f"{op}: {type(e).__name__}: {e}")
-            else:
+
+        async def once() -> Any:
+            nonlocal maybe_applied, refreshed
+            while True:
+                token = await self._token()
+                if prepare is not None:
+                    await prepare(token, body)
+                if before_send is not None:
+                    before_send()
+                try:
+                    resp = await self.http.post(
+                        self.settings.endpoint + API + op,
+                        json=body,
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                except httpx.TransportError as e:
+                    if not isinstance(e, _NOT_SENT):
+                        maybe_applied = True
+                    raise NetworkError(f"{op}: {type(e).__name__}: {e}") from None
                 if 200 <= resp.status_code < 300:
                     if not resp.content.strip():
                         return {}
                     try:
                         return resp.json()
                     except ValueError:
-                        last = TransientError(
+                        maybe_applied = True
+                        raise TransientError(
                             f"{op}: answer is not JSON",
                             status=resp.status_code,
                             body_start=resp.text[:200],
-                        )
-                        continue
+                        ) from None
                 err = classify(resp.status_code, resp.content, dict(resp.headers))
                 if isinstance(err, AccessTokenError):
                     if refreshed:
@@ -251,19 +352,20 @@ class OpenApiClient:
                         )
                     refreshed = True
                     await self._refresh(stale=token)
+                    await self.pacer.wait(op)
                     continue
-                if not err.transient:
-                    raise err
-                last = err
-            log.info("%s: %s; retrying", op, last.describe())
-            wait = getattr(last, "retry_after", None)
-            await self.sleep(
-                wait if wait is not None else backoff(attempt, self.settings.max_backoff)
-            )
-        assert last is not None
-        raise last
+                if resp.status_code >= 500:
+                    maybe_applied = True
+                raise err
+
+        data = await self.retry.run(op, once)
+        return data, maybe_applied
 
     async def start(self) -> None:
+        disk = self.tokens.load()
+        if disk is not None and disk.seed == self._state.seed and disk.refreshing_pid:
+            # a process died with a refresh in flight: find out now whether it cost the token
+            await self._refresh(stale=self._state.access_token)
         info = await self.drive_info()
         drive = info.drive_id(self.settings.drive)
         if not drive:
@@ -336,17 +438,28 @@ class OpenApiClient:
     async def create_folder(
         self, parent_file_id: str, name: str, check_name_mode: str = "refuse"
     ) -> CreateResult:
-        d = await self.call(
-            "openFile/create",
-            {
-                "drive_id": self.drive_id,
-                "parent_file_id": parent_file_id,
-                "name": name,
-                "type": "folder",
-                "check_name_mode": check_name_mode,
-            },
-        )
-        return self._create_result(d)
+        """Create a folder. When an earlier attempt (of this call, or of one whose answer
+        was lost) may have created it, a folder found under the name is that one."""
+        key = (parent_file_id, name)
+        body = {
+            "drive_id": self.drive_id,
+            "parent_file_id": parent_file_id,
+            "name": name,
+            "type": "folder",
+            "check_name_mode": check_name_mode,
+        }
+        try:
+            d, maybe_applied = await self._call("openFile/create", body)
+        except TransientError:
+            self._lost_creates.add(key)
+            raise
+        res = self._create_result(d)
+        ours = maybe_applied or key in self._lost_creates
+        self._lost_creates.discard(key)
+        if res.exist and ours and res.type in ("folder", ""):
+            log.info("create folder %s: an earlier attempt had made it", name)
+            return replace(res, exist=False)
+        return res
 
     async def create_file(
         self,
@@ -399,11 +512,14 @@ class OpenApiClient:
         )
         out = {}
         for p in d.get("part_info_list") or []:
-            url = str(p["upload_url"])
-            out[int(p["part_number"])] = UploadUrl(int(p["part_number"]), url, url_expiry(url))
+            url = str(p.get("upload_url") or "")
+            if url:
+                out[int(p["part_number"])] = UploadUrl(int(p["part_number"]), url, url_expiry(url))
         return out
 
     async def list_uploaded_parts(self, file_id: str, upload_id: str) -> list[UploadedPart]:
+        """Every page. ``part_size`` is None and ``etag`` "" where the drive leaves them out
+        (the PDS reference marks both discontinued)."""
         parts: list[UploadedPart] = []
         marker = ""
         while True:
@@ -416,51 +532,117 @@ class OpenApiClient:
                 body["part_number_marker"] = marker
             d = await self.call("openFile/listUploadedParts", body)
             for p in d.get("uploaded_parts") or []:
+                size = p.get("part_size")
                 parts.append(
                     UploadedPart(
                         int(p["part_number"]),
-                        int(p["part_size"]),
-                        str(p.get("etag", "")).strip('"').upper(),
+                        int(size) if size is not None else None,
+                        str(p.get("etag") or "").strip('"').upper(),
                     )
                 )
             marker = str(d.get("next_part_number_marker") or "")
             if not marker:
                 return parts
 
-    async def complete(self, file_id: str, upload_id: str) -> RemoteFile:
-        d = await self.call(
-            "openFile/complete",
-            {"drive_id": self.drive_id, "file_id": file_id, "upload_id": upload_id},
-        )
+    async def complete(
+        self, file_id: str, upload_id: str, before_send: Callable[[], None] | None = None
+    ) -> RemoteFile:
+        """``before_send`` runs with no await between it and the request (a caller's last
+        check). A failed check of the drive's raises ``CompleteRejected``; a gone session
+        ``SessionGone``. ``content_hash`` may be "" (some readings leave it out)."""
+        try:
+            d, _ = await self._call(
+                "openFile/complete",
+                {"drive_id": self.drive_id, "file_id": file_id, "upload_id": upload_id},
+                before_send=before_send,
+            )
+        except PermanentError as e:
+            if e.code in COMPLETE_CHECKS:
+                raise CompleteRejected(
+                    e.message, status=e.status, code=e.code, body_start=e.body_start
+                ) from None
+            raise
         return RemoteFile.from_json(d)
 
     # -- changes -------------------------------------------------------------------------
     async def rename(
         self, file_id: str, new_name: str, check_name_mode: str = "refuse"
     ) -> RemoteFile:
+        """``openFile/update`` (name); the resulting name is checked from the answer, and
+        from the file itself when the answer says otherwise or the name is taken (an
+        earlier attempt whose answer was lost may have renamed it already)."""
+        body = {
+            "drive_id": self.drive_id,
+            "file_id": file_id,
+            "name": new_name,
+            "check_name_mode": check_name_mode,
+        }
+        try:
+            d = await self.call("openFile/update", body)
+        except RemoteExistsError:
+            f = await self.get_file(file_id)
+            if f.name == new_name:
+                return f
+            raise
+        f = RemoteFile.from_json(d) if d.get("file_id") else await self.get_file(file_id)
+        if f.name != new_name:
+            f = await self.get_file(file_id)
+            if f.name != new_name:
+                raise RemoteExistsError(
+                    f"rename to {new_name!r} did not take (the drive keeps {f.name!r})"
+                )
+        return f
+
+    async def _move_only(self, file_id: str, to_parent_file_id: str) -> RemoteFile | None:
+        """``openFile/move`` without ``new_name``; the file as it is after, or None when a
+        same-named item at the target blocked it."""
         d = await self.call(
-            "openFile/update",
+            "openFile/move",
             {
                 "drive_id": self.drive_id,
                 "file_id": file_id,
-                "name": new_name,
-                "check_name_mode": check_name_mode,
+                "to_parent_file_id": to_parent_file_id,
+                "check_name_mode": "refuse",
             },
         )
-        return RemoteFile.from_json(d)
-
-    async def move(self, file_id: str, to_parent_file_id: str, new_name: str | None = None) -> None:
-        body: dict[str, Any] = {
-            "drive_id": self.drive_id,
-            "file_id": file_id,
-            "to_parent_file_id": to_parent_file_id,
-            "check_name_mode": "refuse",
-        }
-        if new_name is not None:
-            body["new_name"] = new_name
-        d = await self.call("openFile/move", body)
+        f = await self.get_file(file_id)  # the answer carries no name: check the file
+        if f.parent_file_id == to_parent_file_id:
+            return f
         if d.get("exist"):
-            raise RemoteExistsError(f"move: a same-named item exists in {to_parent_file_id}")
+            return None
+        raise PermanentError(f"move of {file_id} to {to_parent_file_id} did not take")
+
+    async def move(
+        self,
+        file_id: str,
+        to_parent_file_id: str,
+        new_name: str | None = None,
+        on_step: Callable[[str, str], None] | None = None,
+        check_name_mode: str = "refuse",
+    ) -> None:
+        """Move, then rename when ``new_name`` differs: two calls, since the drive's
+        ``new_name`` may apply only on a name clash. When the file's current name is taken
+        at the target it first takes a temporary name. ``on_step(parent, name)`` is called
+        after each step that landed (a caller journals where the file is);
+        ``check_name_mode`` applies to the final rename."""
+        f = await self._move_only(file_id, to_parent_file_id)
+        if f is None:
+            if new_name is None:
+                raise RemoteExistsError(f"move: a same-named item exists in {to_parent_file_id}")
+            tmp = f".panfs-move-{file_id}"
+            f = await self.rename(file_id, tmp)
+            if on_step is not None:
+                on_step(f.parent_file_id, tmp)
+            f = await self._move_only(file_id, to_parent_file_id)
+            if f is None:
+                raise RemoteExistsError(f"move: a same-named item exists in {to_parent_file_id}")
+        if on_step is not None:
+            on_step(to_parent_file_id, f.name)
+        if new_name is not None and f.name != new_name:
+            crashpoint.reach("between_move_and_rename")
+            await self.rename(file_id, new_name, check_name_mode)
+            if on_step is not None:
+                on_step(to_parent_file_id, new_name)
 
     async def trash(self, file_id: str) -> None:
         with contextlib.suppress(RemoteNotFoundError):  # already gone counts as success
@@ -474,27 +656,55 @@ class OpenApiClient:
 
     # -- bytes ---------------------------------------------------------------------------
     async def get_download_url(self, file_id: str) -> DownloadUrl:
-        d = await self.call(
-            "openFile/getDownloadUrl", {"drive_id": self.drive_id, "file_id": file_id}
-        )
-        url = str(d["url"])
+        """A URL for ranged GETs, asked for ``expire_sec`` 14400. A file the drive gives no
+        usable URL for raises ``NoDownloadUrl`` (EIO), logged once, not asked again for a
+        minute; the string "None" is never fetched."""
+        failed = self._no_url.get(file_id)
+        if failed is not None and time.monotonic() - failed < NO_URL_MEMORY:
+            raise NoDownloadUrl(f"file {file_id}: the drive gives no download URL for it")
+        body = {"drive_id": self.drive_id, "file_id": file_id, "expire_sec": DOWNLOAD_URL_LIFE}
+        d = await self.call("openFile/getDownloadUrl", body)
+        url = d.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            first = file_id not in self._no_url
+            self._no_url[file_id] = time.monotonic()
+            name = str(d.get("file_name") or d.get("name") or "")
+            if first and not name:
+                with contextlib.suppress(RemoteError):
+                    name = (await self.get_file(file_id)).name
+            err = NoDownloadUrl(
+                f"{name or 'file'} ({file_id}): the drive gives no download URL for it "
+                f"(url {url!r}); it cannot be read"
+            )
+            if first:
+                log.warning("%s", err)
+            raise err
+        self._no_url.pop(file_id, None)
         return DownloadUrl(url, url_expiry(url), int(d.get("size") or 0))
 
     async def download_range(self, url: str, start: int, end: int) -> bytes:
-        try:
-            resp = await self.http.get(url, headers={"Range": f"bytes={start}-{end - 1}"})
-        except httpx.TransportError as e:
-            raise NetworkError(f"download: {type(e).__name__}: {e}") from None
-        if resp.status_code in (200, 206):
-            data = resp.content
-            return data[start:end] if resp.status_code == 200 else data
-        err = classify_oss(resp.status_code, resp.content, dict(resp.headers))
-        if resp.status_code == 403 and "expired" in err.message.lower():
-            raise UrlExpiredError(err.message, status=403, code=err.code, body_start=err.body_start)
-        raise err
+        """Bytes [start, end) of a download URL; transient failures are retried."""
+
+        async def once() -> bytes:
+            try:
+                resp = await self.http.get(url, headers={"Range": f"bytes={start}-{end - 1}"})
+            except httpx.TransportError as e:
+                raise NetworkError(f"download: {type(e).__name__}: {e}") from None
+            if resp.status_code in (200, 206):
+                data = resp.content
+                return data[start:end] if resp.status_code == 200 else data
+            err = classify_oss(resp.status_code, resp.content, dict(resp.headers))
+            if resp.status_code == 403 and "expired" in err.message.lower():
+                raise UrlExpiredError(
+                    err.message, status=403, code=err.code, body_start=err.body_start
+                )
+            raise err
+
+        return await self.retry.run("download", once, paced=False)
 
     async def put_part(self, url: str, body: bytes | AsyncIterable[bytes], length: int) -> str:
-        """PUT one part; never retries. Returns the server's ETag (upper hex, no quotes)."""
+        """PUT one part; never retries. Returns the server's ETag (quotes stripped, upper
+        case); it is an MD5 only where a session has seen it be one."""
         try:
             resp = await self.http.put(url, content=body, headers={"Content-Length": str(length)})
         except httpx.TransportError as e:

@@ -6,6 +6,7 @@ info, and their ``from_json`` constructors. Must not: do I/O or retry anything.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,8 @@ class CreateResult:
 @dataclass(frozen=True)
 class UploadedPart:
     part_number: int
-    part_size: int
-    etag: str  # upper-case hex MD5, quotes stripped
+    part_size: int | None  # None where the drive leaves it out
+    etag: str  # quotes stripped, upper case; "" where the drive leaves it out
 
 
 @dataclass(frozen=True)
@@ -98,3 +99,12 @@ class DownloadUrl:
     url: str
     expires_at: float  # unix seconds
     size: int
+
+
+@dataclass(frozen=True)
+class RapidProof:
+    """What rapid upload needs: the whole-file SHA-1 and a way to read 8 bytes anywhere."""
+
+    content_hash: str
+    size: int
+    read_at: Callable[[int, int], Awaitable[bytes]]

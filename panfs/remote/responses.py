@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from panfs.errors import (
+    PartConflict,
     PartError,
     PermanentError,
     QuotaError,
@@ -20,6 +21,7 @@ from panfs.errors import (
     RemoteError,
     RemoteExistsError,
     RemoteNotFoundError,
+    SessionGone,
     TooLargeError,
     TransientError,
 )
@@ -37,6 +39,12 @@ class AccessTokenError(PermanentError):
 
 class UrlExpiredError(PermanentError):
     """A download URL expired (403 AccessDenied "Request has expired.")."""
+
+
+# the session is gone: the API host's code and the upload host's
+SESSION_GONE = ("NotFound.UploadId", "NoSuchUpload")
+# the upload host's "your idea of the parts is wrong": re-list, realign
+PART_CONFLICTS = ("PartAlreadyExist", "PartNotSequential")
 
 
 def xml_fields(text: str) -> dict[str, str]:
@@ -79,6 +87,8 @@ def classify(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
         return PreHashMatchedError(message, **kw)
     if code.startswith("QuotaExhausted"):
         return QuotaError("the drive is full (QuotaExhausted); free space on the drive", **kw)
+    if code in SESSION_GONE:
+        return SessionGone(message, **kw)
     if code.startswith("NotFound") or (status == 404 and not code):
         return RemoteNotFoundError(message, **kw)
     if code.startswith("AlreadyExist"):
@@ -87,14 +97,24 @@ def classify(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
 
 
 def classify_oss(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
-    """Upload/download host answers: XML errors become ``PartError`` with their fields."""
+    """Upload/download host answers: XML errors become ``PartError`` with their fields.
+    A 5xx or 429 is transient whatever its body (OSS answers ``InternalError`` /
+    ``ServiceUnavailable`` in XML); only the refusals understood here are permanent."""
     text = body.decode("utf-8", errors="replace")
     f = xml_fields(text) if "<Error>" in text else {}
-    if not f.get("Code"):
+    if not f.get("Code") or status >= 500 or status in (408, 429):
         return classify(status, body, headers)
     number = f.get("PartNumber")
     etag = f.get("ETag", "").strip('"').upper() or None
-    return PartError(
+    if f["Code"] == "NoSuchUpload":
+        return SessionGone(
+            f.get("Message", "") or "the upload session is gone",
+            status=status,
+            code=f["Code"],
+            body_start=text[:200].replace("\n", " "),
+        )
+    cls = PartConflict if f["Code"] in PART_CONFLICTS else PartError
+    return cls(
         f.get("Message", ""),
         status=status,
         code=f["Code"],

@@ -6,6 +6,7 @@ immutable settings value. Must not: open connections or read tokens from state.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ class RemoteSettings:
     read_timeout: float = 60.0
     max_backoff: float = 60.0
     api_attempts: int = 5
+    # requests per second per endpoint ("list", "getDownloadUrl", "*"): the pacer's limits
+    rate_limits: Mapping[str, float] | None = None
 
 
 def from_account_file(path: Path, **over: object) -> RemoteSettings:
@@ -55,6 +58,7 @@ def from_config(cfg: Config) -> RemoteSettings:
         "connect_timeout": cfg["remote.connect_timeout"],
         "read_timeout": cfg["remote.read_timeout"],
         "max_backoff": cfg["remote.max_backoff"],
+        "rate_limits": cfg["remote.rate_limits"],
     }
     if cfg["remote.account_file"]:
         return from_account_file(Path(cfg["remote.account_file"]), **common)

@@ -10,7 +10,14 @@ Actions: ``status`` (reply ``status`` with ``body``, ``content_type`` and option
 normally), ``drop_after_store`` (store the part, or perform the API call, then
 drop the connection without answering), ``drop`` (drop without doing anything), ``cut_body``
 (read ``after_bytes`` of the body, then drop), ``store_truncated`` (store only
-the first ``keep_bytes`` of the part as if complete, and answer 200).
+the first ``keep_bytes`` of the part as if complete, and answer 200), ``oss_error``
+(answer the OSS XML error ``code``, e.g. 500 ``InternalError`` or 503
+``ServiceUnavailable``, with ``status`` to override the code's own),
+``expire_session`` (the request's upload session ends server-side, then the request
+is served: ``NotFound.UploadId`` / ``NoSuchUpload``).
+
+API calls match on their JSON body; ``getUploadUrl`` also on ``part_number`` (the
+first part asked for); part PUTs on ``part_number`` and ``upload_id``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,16 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-ACTIONS = {"status", "delay", "drop_after_store", "drop", "cut_body", "store_truncated"}
+ACTIONS = {
+    "status",
+    "delay",
+    "drop_after_store",
+    "drop",
+    "cut_body",
+    "store_truncated",
+    "oss_error",
+    "expire_session",
+}
 
 
 class FaultRuleError(ValueError):
@@ -56,6 +72,8 @@ class Rule:
         prob = float(d.pop("probability", 1.0))
         if action == "status" and "status" not in d:
             raise FaultRuleError(f"a 'status' action needs 'status': {raw}")
+        if action == "oss_error" and not isinstance(d.get("code"), str):
+            raise FaultRuleError(f"an 'oss_error' action needs 'code' (e.g. InternalError): {raw}")
         return cls(op, action, match, d, times, prob)
 
     def matches(self, op: str, fields: dict[str, Any]) -> bool:

@@ -9,6 +9,7 @@ touch files or SQL directly.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import time
 from typing import Any
@@ -344,6 +345,13 @@ class FilesApi(ServerState):
         sess = self.open_session(body)
         if self.opts.max_file_size is not None and sess.size > self.opts.max_file_size:
             raise PayloadTooLarge()
+        if self.opts.declared_parts_only and max(numbers) > sess.part_count:
+            raise ApiError(
+                400,
+                "InvalidParameter.PartInfoList",
+                "The input parameter part_info_list is not valid. part_number "
+                f"{max(numbers)} is beyond the {sess.part_count} parts declared at create",
+            )
         return {
             "drive_id": DRIVE_ID,
             "file_id": sess.file_id,
@@ -366,12 +374,19 @@ class FilesApi(ServerState):
             "drive_id": DRIVE_ID,
             "upload_id": sess.upload_id,
             "parallelUpload": False,
-            "uploaded_parts": [
-                {"part_number": p.part_number, "part_size": p.size, "etag": f'"{p.md5}"'}
-                for p in parts
-            ],
+            "uploaded_parts": [self.uploaded_part(p.part_number, p.size, p.md5) for p in parts],
             "next_part_number_marker": str(parts[-1].part_number) if more else "",
         }
+
+    def uploaded_part(self, number: int, size: int, etag: str) -> dict[str, Any]:
+        """One ``uploaded_parts`` entry as ``--parts-listing`` says (the PDS reference marks
+        ``part_size`` and ``etag`` discontinued)."""
+        entry: dict[str, Any] = {"part_number": number}
+        if self.opts.parts_listing in ("full", "no-etag"):
+            entry["part_size"] = size
+        if self.opts.parts_listing in ("full", "no-size"):
+            entry["etag"] = f'"{etag}"'
+        return entry
 
     async def op_openFile_complete(self, body: dict[str, Any], req: Request) -> Any:
         self.check_drive(body)
@@ -408,7 +423,10 @@ class FilesApi(ServerState):
             self.store.finish(sess.upload_id, sess.file_id, total, digest)
         f = self.store.get(sess.file_id)
         assert f is not None
-        return self.file_json(f)
+        done = self.file_json(f)
+        if self.opts.complete_without_hash:  # alipan-rs: the answer's content_hash may be null
+            del done["content_hash"], done["content_hash_name"]
+        return done
 
     # -- Open API: changes -----------------------------------------------------------
     async def op_openFile_update(self, body: dict[str, Any], req: Request) -> Any:
@@ -434,7 +452,11 @@ class FilesApi(ServerState):
         self.check_drive(body)
         f = self.live_file(body.get("file_id"))
         parent = self.folder(body.get("to_parent_file_id"))
-        name = self.check_name(body.get("new_name") or f.name)
+        new_name = body.get("new_name")
+        if new_name:
+            self.check_name(new_name)
+        rename = self.opts.move_new_name == "rename"
+        name = str(new_name) if new_name and rename else f.name
         probe = parent
         while probe != "root":  # no folder into itself
             if probe == f.file_id:
@@ -442,6 +464,10 @@ class FilesApi(ServerState):
             row = self.store.get(probe)
             probe = row.parent_id if row else "root"
         clash = self.store.find(parent, name)
+        if clash is not None and clash.file_id != f.file_id and new_name and not rename:
+            # --move-new-name on-conflict: new_name is the name to use when the target is taken
+            name = str(new_name)
+            clash = self.store.find(parent, name)
         if clash is not None and clash.file_id != f.file_id:
             mode = body.get("check_name_mode") or "refuse"
             if mode == "refuse":
@@ -483,7 +509,7 @@ class FilesApi(ServerState):
             raise ApiError(400, "InvalidResource.FileTypeFolder", "folders cannot be downloaded")
         life = min(float(body.get("expire_sec") or self.opts.download_url_lifetime), 14400.0)
         url, expires = oss.download_url(self, f.file_id, life)
-        return {
+        answer: dict[str, Any] = {
             "url": url,
             "expiration": iso(expires),
             "method": "GET",
@@ -493,3 +519,10 @@ class FilesApi(ServerState):
             "file_id": f.file_id,
             "description": "",
         }
+        if any(fnmatch.fnmatchcase(f.name, g) for g in self.opts.download_url_missing):
+            # alist issue #5453: no url for some files (live photos), streamsUrl beside it
+            answer["url"] = None if self.opts.download_url_missing_as == "null" else ""
+            if self.opts.streams_url:
+                fmt = f.name.rsplit(".", 1)[-1] if "." in f.name else "file"
+                answer["streamsUrl"] = {fmt: url}
+        return answer

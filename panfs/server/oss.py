@@ -35,6 +35,8 @@ MESSAGES = {
     "NoSuchUpload": "The specified upload does not exist. The upload ID may be invalid, or the "
     "upload may have been aborted or completed.",
     "InvalidArgument": "Part number must be an integer between 1 and 10000, inclusive.",
+    "InternalError": "We encountered an internal error. Please try again.",
+    "ServiceUnavailable": "Please reduce your request rate.",
 }
 STATUS = {
     "PartNotSequential": 400,
@@ -43,6 +45,8 @@ STATUS = {
     "SignatureDoesNotMatch": 403,
     "NoSuchUpload": 404,
     "InvalidArgument": 400,
+    "InternalError": 500,
+    "ServiceUnavailable": 503,
 }
 CHUNK = 4 << 20
 
@@ -52,7 +56,7 @@ def xml_error(code: str, extra: dict[str, str] | None = None) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>',
         "<Error>",
         f"  <Code>{code}</Code>",
-        f"  <Message>{MESSAGES[code]}</Message>",
+        f"  <Message>{MESSAGES.get(code, code)}</Message>",
         f"  <RequestId>{secrets.token_hex(12).upper()}</RequestId>",
         f"  <HostId>{HOST_ID}</HostId>",
     ]
@@ -96,7 +100,7 @@ def _expiry(q: dict[str, str]) -> float:
 
 async def _check_url(app: DriveApp, req: Request, send: Send) -> bool:
     if not app.signer.verify_url(req.path, req.query) or req.headers.get("content-type"):
-        await req.rest()
+        await app.discard_body(req)
         await oss_error(
             app,
             send,
@@ -106,7 +110,7 @@ async def _check_url(app: DriveApp, req: Request, send: Send) -> bool:
         return False
     exp = _expiry(req.query)
     if exp < time.time():
-        await req.rest()
+        await app.discard_body(req)
         await oss_error(
             app,
             send,
@@ -131,7 +135,17 @@ async def put_part(app: DriveApp, req: Request, send: Send) -> None:
         number = 0
     fields: dict[str, Any] = {"part_number": number, "upload_id": upload_id}
     rule = app.faults.pick("put_part", fields)
-    if rule is not None and await app.apply_fault(rule, send, req):
+    if rule is not None and await app.apply_fault(rule, send, req, "put_part"):
+        return
+    if rule is not None and rule.action == "expire_session":
+        app.expire_session(upload_id)
+    app.part_puts += 1
+    every = app.opts.oss_5xx_every
+    if every > 0 and app.part_puts % every == 0:
+        await _count_drain(app, req)  # the body went over the wire: it counts as received
+        await oss_error(
+            app, send, ("InternalError", "ServiceUnavailable")[app.part_puts // every % 2]
+        )
         return
     if not 1 <= number <= 10000:
         await _count_drain(app, req)
@@ -244,10 +258,12 @@ async def _store_part(
         await trio.to_thread.run_sync(os.fsync, fd)
     finally:
         os.close(fd)
-    etag = md5.hexdigest().upper()
+    # --etag opaque: a string of the MD5's shape that is not the MD5 (the harshest reading)
+    etag = md5.hexdigest().upper() if app.opts.etag == "md5" else secrets.token_hex(16).upper()
     app.store.commit_part(upload_id, Part(number, offset, written, etag), sha1)
     app.stats.part_bytes_stored += written
     app.stats.parts_stored += 1
+    app.maybe_expire_after_parts(upload_id, number)
     if action == "drop_after_store":
         await drop(send)
         return

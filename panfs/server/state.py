@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from panfs.server import oss
 from panfs.server.auth import Signer
 from panfs.server.faults import Faults, Rule
 from panfs.server.http import Request, Send, drop, reply
@@ -68,6 +69,9 @@ class Stats:
         self.part_bytes_stored = 0
         self.parts_stored = 0
         self.download_bytes_sent = 0
+        self.too_many_requests = 0  # every 429 answered, by the rate limits or a fault rule
+        self.too_many_requests_by_op: Counter[str] = Counter()
+        self.sessions_expired = 0  # upload sessions ended server-side mid-upload
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -77,7 +81,14 @@ class Stats:
             "part_bytes_stored": self.part_bytes_stored,
             "parts_stored": self.parts_stored,
             "download_bytes_sent": self.download_bytes_sent,
+            "too_many_requests": self.too_many_requests,
+            "too_many_requests_by_op": dict(self.too_many_requests_by_op),
+            "sessions_expired": self.sessions_expired,
         }
+
+    def throttled(self, op: str) -> None:
+        self.too_many_requests += 1
+        self.too_many_requests_by_op[op] += 1
 
 
 class PayloadTooLarge(ApiError):
@@ -112,30 +123,68 @@ class ServerState:
         self.signer = Signer(bytes.fromhex(secret), self.user_id)
         self.current_token = ""  # the Bearer token of the request being handled (proof_code)
         self.put_lock = trio.Lock()  # serialises part PUTs: the sequential rule needs one writer
+        self.part_puts = 0  # part PUTs seen (--oss-5xx-every counts them)
+        self.expired_names: set[tuple[str, str]] = set()  # --expire-session-after-parts: once each
 
     def err_body(self, code: str, message: str) -> dict[str, str]:
         return {"code": code, "message": message, "requestId": secrets.token_hex(12).upper()}
 
-    async def apply_fault(self, rule: Rule, send: Send, req: Request) -> bool:
+    def expire_session(self, upload_id: str) -> None:
+        """End an open upload session server-side (its parts stay unreachable)."""
+        sess = self.store.session(upload_id)
+        if sess is not None and sess.state == "open":
+            self.store.set_session_state(upload_id, "expired")
+            self.stats.sessions_expired += 1
+
+    def maybe_expire_after_parts(self, upload_id: str, stored: int) -> None:
+        """--expire-session-after-parts N: the session ends once it holds N parts, once per
+        folder + name per server run (so the next session of that file can finish)."""
+        n = self.opts.expire_session_after_parts
+        if n <= 0 or stored < n:
+            return
+        sess = self.store.session(upload_id)
+        f = self.store.get(sess.file_id) if sess else None
+        if sess is None or f is None or stored >= sess.part_count:
+            return  # the last part: nothing is left to fail
+        key = (f.parent_id, f.name)
+        if key not in self.expired_names:
+            self.expired_names.add(key)
+            self.expire_session(upload_id)
+
+    async def discard_body(self, req: Request) -> None:
+        """Read and throw away the rest of a body; a part's bytes still count as received."""
+        n = await req.rest()
+        if req.path.startswith("/oss/"):
+            self.stats.part_bytes_received += n
+
+    async def apply_fault(self, rule: Rule, send: Send, req: Request, op: str = "") -> bool:
         """Perform a reply-level fault; True when the request is answered (or dropped)."""
         p = rule.params
         if rule.action == "delay":
             await trio.sleep(float(p.get("ms", 0)) / 1000)
             return False
+        if rule.action == "oss_error":
+            await self.discard_body(req)
+            code = str(p["code"])
+            status = int(p.get("status") or oss.STATUS.get(code, 500))
+            self.stats.errors[code] += 1
+            await reply(send, status, oss.xml_error(code), "application/xml")
+            return True
         if rule.action == "status":
-            await req.rest()
+            await self.discard_body(req)
             status = int(p["status"])
             body = p.get("body", "")
             if not isinstance(body, str):
                 body = json.dumps(body)
             headers = {str(k): str(v) for k, v in (p.get("headers") or {}).items()}
-            if status == 429 and "x-retry-after" not in headers:
-                headers["x-retry-after"] = str(self.opts.retry_after_ms)
+            if status == 429:
+                headers.setdefault("x-retry-after", str(self.opts.retry_after_ms))
+                self.stats.throttled(op or rule.op)
             self.stats.errors[f"fault:{status}"] += 1
             await reply(send, status, body.encode(), p.get("content_type", "text/plain"), headers)
             return True
         if rule.action == "drop":
-            await req.rest()
+            await self.discard_body(req)
             await drop(send)
             return True
         return False

@@ -16,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
 def _keys(data: dict[str, object], prefix: str = "") -> set[str]:
     out: set[str] = set()
     for k, v in data.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and f"{prefix}{k}" not in config.SCHEMA:  # a map-valued key
             out |= _keys(v, f"{prefix}{k}.")
         else:
             out.add(f"{prefix}{k}")

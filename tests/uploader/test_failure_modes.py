@@ -268,7 +268,8 @@ def _killed_after_parts(u: Uploads, src: Path, parts: int) -> None:
 
 
 def _journaled_parts(u: Uploads) -> int:
-    db = sqlite3.connect(u.cache / "journal.db")
+    (path,) = u.cache.glob("uploads/*/journal.db")  # the command's own journal
+    db = sqlite3.connect(path)
     try:
         return int(db.execute("SELECT count(*) FROM parts").fetchone()[0])
     finally:
@@ -406,4 +407,28 @@ def test_transient_failure_is_retried_visibly(uploads: Any, tmp_path: Path) -> N
         assert p.wait(120) == 0
     finally:
         stop(p)
-    _check(u.drive, src, "/up/f.bin", 0)
+    _check(u.drive, src, "/up/f.bin", 3 * MiB)  # the three refused bodies were read
+
+
+@pytest.mark.parametrize(
+    ("listing", "resent"),
+    [
+        ("full", 0),  # the lost part is listed with its MD5: verified, adopted
+        ("no-size", 0),
+        ("no-etag", 2 * MiB),  # nothing to verify it by: a new session, once (parts 1-2 again)
+        ("bare", 2 * MiB),
+    ],
+)
+def test_lost_part_answer_under_each_parts_listing(
+    listing: str, resent: int, tmp_path: Path
+) -> None:
+    with DriveServer(tmp_path / "d", "--parts-listing", listing) as drive:
+        u = Uploads(tmp_path, drive)
+        src = make_file(tmp_path / "f.bin", SIZE)
+        drive.set_faults(
+            [{"op": "put_part", "match": {"part_number": 2}, "action": "drop_after_store",
+              "times": 1}]
+        )  # fmt: skip
+        u.run(src, "/up")
+        _check(drive, src, "/up/f.bin", resent)
+        assert drive.stats()["part_bytes_received"] == SIZE + resent
