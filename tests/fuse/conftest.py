@@ -3,7 +3,8 @@
 ``Mounted`` API: ``path`` (the mount point), ``proc`` (the daemon), ``config`` (its
 config file), ``cache_dir``, ``drive`` (the ``DriveServer``), ``wait_idle()`` (poll the
 journal until nothing is pending or uploading), ``kill()`` (SIGKILL the daemon and
-clear the dead mount), ``remount()`` (start again on the same cache dir), ``close()``.
+clear the dead mount), ``remount()`` (start again on the same cache dir),
+``umount_wait()`` (``panfs umount --wait``), ``close()``.
 Every mount is torn down in ``finally``: lazy unmount, then terminate, then kill.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,24 @@ class Mounted:
 
     def remount(self) -> None:
         self.start()
+
+    def umount_wait(self, expect: int = 0) -> None:
+        """``panfs umount --wait`` (every upload done, then unmount), then the daemon's exit.
+        The daemon is our child: it is reaped while ``umount`` runs, or ``umount`` would
+        see a zombie and wait out its whole grace period for the pid to go."""
+        env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"))
+        proc = self.proc
+        assert proc is not None
+        with subprocess.Popen(
+            [*PANFS, "umount", "--wait", str(self.path)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ) as umount:  # fmt: skip
+            while umount.poll() is None:
+                proc.poll()
+                time.sleep(0.02)
+            out, err = umount.communicate()
+        assert umount.returncode == expect, err or out  # 3: unmounted, a file needs attention
+        wait_for(lambda: proc.poll() is not None, "the daemon to exit", limit=60)
 
     def close(self) -> None:
         _lazy_umount(self.path)

@@ -1,12 +1,13 @@
 """``DriveServer``: a real ``panfs serve`` process on 127.0.0.1 for tests and benchmarks.
 
-Start it, read its account, switch faults, read its counters, SIGKILL and restart
-it on the same root. ``close()`` always stops the process by PID.
+Start it, read its account, switch faults, read its counters and (read-only) its
+store, SIGKILL and restart it on the same root. ``close()`` always stops the process by PID.
 """
 
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ class DriveServer:
         self.options = list(options)
         self.log = log or root.parent / f"{root.name}-server.log"
         self.proc: subprocess.Popen[str] | None = None
+        self.http = httpx.Client(timeout=30)  # one client: each new one builds an SSL context
         self.url = ""
         self.port = 0
         self.start()
@@ -58,6 +60,7 @@ class DriveServer:
         self.start()
 
     def close(self) -> None:
+        self.http.close()
         if self.proc is not None:
             stop(self.proc)
             if self.proc.stdout:
@@ -77,7 +80,7 @@ class DriveServer:
 
     def admin(self, method: str, path: str, json: Any = None) -> Any:
         headers = {"Authorization": f"Bearer {self.account['admin_token']}"}
-        r = httpx.request(method, self.url + path, json=json, headers=headers, timeout=30)
+        r = self.http.request(method, self.url + path, json=json, headers=headers)
         r.raise_for_status()
         return r.json() if r.content else None
 
@@ -90,6 +93,40 @@ class DriveServer:
 
     def set_faults(self, rules: list[dict[str, Any]]) -> None:
         self.admin("POST", "/admin/faults", rules)
+
+    # -- the server's store, read-only (what no API call shows) ----------------------
+    def _store(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.root / 'meta.db'}?mode=ro", uri=True, timeout=30)
+
+    def open_sessions(self, folder_id: str = "root") -> int:
+        """Upload sessions still open for files anywhere under ``folder_id``."""
+        db = self._store()
+        try:
+            row = db.execute(
+                """WITH RECURSIVE sub(id) AS (
+                     SELECT ? UNION SELECT f.file_id FROM files f JOIN sub ON f.parent_id = sub.id
+                     WHERE f.type = 'folder')
+                   SELECT count(*) FROM sessions s JOIN files f ON f.file_id = s.file_id
+                   WHERE s.state = 'open' AND f.parent_id IN (SELECT id FROM sub)""",
+                (folder_id,),
+            ).fetchone()
+            return int(row[0])
+        finally:
+            db.close()
+
+    def landed(self, name: str, parent_id: str = "root") -> int:
+        """Files called ``name`` in ``parent_id`` the drive ever made available (completed
+        uploads and rapid ones), trashed since or not."""
+        db = self._store()
+        try:
+            row = db.execute(
+                "SELECT count(*) FROM files WHERE parent_id = ? AND name = ? AND type = 'file'"
+                " AND status IN ('available', 'trashed')",
+                (parent_id, name),
+            ).fetchone()
+            return int(row[0])
+        finally:
+            db.close()
 
     def mint_refresh_token(self) -> str:
         token: str = self.admin("POST", "/admin/tokens")["refresh_token"]
@@ -125,7 +162,8 @@ class DriveReader:
     def __init__(self, server: DriveServer) -> None:
         acct = server.account
         self.base = server.url
-        r = httpx.post(
+        self.http = server.http
+        r = self.http.post(
             f"{self.base}/oauth/access_token",
             json={
                 "client_id": acct["client_id"],
@@ -144,7 +182,7 @@ class DriveReader:
         self.drive_id = info["default_drive_id"]
 
     def _post(self, op: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(
+        return self.http.post(
             f"{self.base}/adrive/v1.0/{op}", json=body, headers=self.headers, timeout=60
         )
 
@@ -175,12 +213,19 @@ class DriveReader:
             if not marker:
                 return items
 
+    def names(self, path: str = "/") -> dict[str, int]:
+        """How many items of each name the folder ``path`` holds (2+ = duplicates)."""
+        counts: dict[str, int] = {}
+        for item in self.list(path):
+            counts[item["name"]] = counts.get(item["name"], 0) + 1
+        return counts
+
     def read(self, path: str) -> bytes:
         meta = self.get(path)
         assert meta is not None, f"{path} is not on the drive"
         url = self._api(
             "openFile/getDownloadUrl", {"drive_id": self.drive_id, "file_id": meta["file_id"]}
         )["url"]
-        r = httpx.get(url, timeout=300)
+        r = self.http.get(url, timeout=300)
         r.raise_for_status()
         return r.content

@@ -1,0 +1,115 @@
+"""``open_core``: the one place tests build a ``panfs.vfs.Core`` in process.
+
+Wired as ``panfs/daemon.py`` wires it (real client over HTTP to a ``DriveServer``,
+real journal, cache, clean cache and attribute store in a cache dir), minus the
+kernel. When the ``Core`` constructor or its wiring changes, adapt this file only.
+
+``CoreRig`` API: ``core``, ``uploader``, ``journal``, ``cache_dir``; ``wait_idle()``
+(what ``panfs umount --wait`` waits for); ``crash()`` marks the rig so that leaving
+the context drops it like a SIGKILL would: no settle hooks, no clean shutdown of
+anything the core owns (the journal database is closed without a checkpoint, which
+SQLite treats like a dead process).
+
+``test_sections()`` adds settings that make tests fast, keeping only keys this
+version of the config knows (``upload.delay`` may not exist yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from panfs import config as panfs_config
+from panfs.attrs import AttrStore
+from panfs.cache import Cache
+from panfs.clean_cache import CleanCache
+from panfs.journal import Journal
+from panfs.metadata import open_db
+from panfs.paths import Layout
+from panfs.pending import OpenVersions
+from panfs.remote import settings as remote_settings
+from panfs.remote.client import open_client
+from panfs.uploader import Uploader, UploadSettings, open_uploader
+from panfs.vfs import Core
+from tests.support.drive import DriveServer
+
+
+def test_sections(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Config sections for tests: small write-back delay, short backoff, no min_free;
+    ``sections`` override. Keys the config schema does not know are dropped."""
+    base: dict[str, dict[str, Any]] = {
+        "upload": {"delay": 0.2},
+        "cache": {"min_free": 0},
+        "remote": {"max_backoff": 0.5},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return {
+        name: {k: v for k, v in values.items() if f"{name}.{k}" in panfs_config.SCHEMA}
+        for name, values in base.items()
+    }
+
+
+test_sections.__test__ = False  # type: ignore[attr-defined]  # not a test, despite the name
+
+
+@dataclass
+class CoreRig:
+    core: Core
+    uploader: Uploader
+    journal: Journal
+    cache_dir: Path
+    crashed: bool = False
+    fds: list[int] = field(default_factory=list)
+
+    async def wait_idle(self) -> None:
+        """Every closed version uploaded (what ``umount --wait`` waits for)."""
+        await self.uploader.wait_idle()
+
+    def crash(self) -> None:
+        self.crashed = True
+
+
+@contextlib.asynccontextmanager
+async def open_core(
+    drive: DriveServer, cache_dir: Path, **sections: dict[str, Any]
+) -> AsyncIterator[CoreRig]:
+    """A Core over ``cache_dir`` talking to ``drive``; leaving the context stops it
+    (cleanly, or like a SIGKILL after ``rig.crash()``)."""
+    raw = drive.client_config(cache_dir, **test_sections(**sections))
+    cfg = panfs_config.from_mapping(raw)
+    layout = Layout.of(cfg)
+    layout.make()
+    state_dir = layout.state_dir
+    settings = remote_settings.from_config(cfg)
+    async with open_client(settings, state_dir) as client:
+        db = open_db(layout.journal)
+        try:
+            journal = Journal(db)
+            cache = Cache(state_dir, cfg["cache.min_free"], clean_root=layout.cache_dir)
+            clean = CleanCache(db, cache, cfg["cache.max_size"])
+            async with open_uploader(client, journal, UploadSettings.from_config(cfg)) as uploader:
+                core = Core(
+                    client=client, journal=journal, uploader=uploader, cache=cache,
+                    versions=OpenVersions(db), clean=clean, attrs=AttrStore(db),
+                    list_ttl=cfg["mount.list_ttl"], uid=os.getuid(), gid=os.getgid(),
+                    upload_delay=cfg["upload.delay"], link_suffix=cfg["mount.link_suffix"],
+                )  # fmt: skip
+                core.recover()
+                uploader.wake()
+                rig = CoreRig(core, uploader, journal, cache_dir)
+                try:
+                    yield rig
+                finally:
+                    if rig.crashed:
+                        uploader.on_job_end.clear()  # a dead process settles nothing
+                    for h in list(core.handles.values()):
+                        if h.fd >= 0:
+                            with contextlib.suppress(OSError):
+                                os.close(h.fd)
+        finally:
+            db.close()
