@@ -86,6 +86,11 @@ class Versions:
                 return job.file_id
             if job is not None and job.state not in ("done", "superseded"):
                 return job.replaces_file_id or node.file_id
+        if node.version_open and node.cache_path and node.file_id is None:
+            # a version still open (or its close not yet queued) replaces this drive file
+            v = self.open_versions.get(node.cache_path)
+            if v is not None and v.replaces_file_id:
+                return v.replaces_file_id
         return node.file_id
 
     def _lock(self, node: Node) -> trio.Lock:
