@@ -188,9 +188,9 @@ class ReadPath:
             for file_id in list(self.streams):
                 self._drop_stream(file_id)
             log.info(
-                "reads: %d GETs of %d bytes in all (%d not cached: the disk lagged); "
-                "read-ahead memory peaked at %d bytes",
-                getattr(self.reader, "gets", 0), getattr(self.reader, "fetched", 0),
+                "reads: %d of drive bytes, %d GETs of %d bytes in all (%d not cached: "
+                "the disk lagged); read-ahead memory peaked at %d bytes",
+                self._reads, getattr(self.reader, "gets", 0), getattr(self.reader, "fetched", 0),
                 self.not_cached, self.budget.peak,
             )  # fmt: skip
 
