@@ -147,7 +147,7 @@ SCHEMA: dict[str, Key] = {
     "upload.url_margin": Key(_seconds, 300.0, "refresh upload URLs this long before expiry"),
     "mount.list_ttl": Key(_seconds, 30.0, "seconds a remote folder listing stays fresh"),
     "mount.allow_other": Key(_bool, False, "let other users see the mount"),
-    "read.memory": Key(_size, 16 * MiB, "bound on drive bytes read ahead and in flight"),
+    "mount.read_memory": Key(_size, 16 * MiB, "bound on drive bytes read ahead and in flight"),
 }
 
 

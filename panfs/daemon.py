@@ -99,7 +99,7 @@ async def run_mount(
                     signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(_on_signal)
-                        nursery.start_soon(core.reads.run, cfg["read.memory"])
+                        nursery.start_soon(core.reads.run, cfg["mount.read_memory"])
                         nursery.start_soon(Syncer(db, cache_dir / "journal.db", clean).run)
                         log.info("mounted %s (cache %s)", mountpoint, cache_dir)
                         ready()

@@ -26,7 +26,7 @@ from panfs.clean_cache import CleanCache
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-DEFAULT_MEMORY = 16 * MiB  # config key read.memory
+DEFAULT_MEMORY = 16 * MiB  # config key mount.read_memory
 MIN_FETCH = 64 << 10  # a seek fetches the read itself, at least this much
 FIRST_WINDOW = 256 << 10  # read-ahead after the first sequential read; doubles after each
 CHUNK = 2 * MiB  # the largest single GET
