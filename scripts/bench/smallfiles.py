@@ -143,7 +143,7 @@ def wait_until(pred: Any, limit: float = 1800) -> None:
     while not pred():
         if time.perf_counter() - t0 > limit:
             raise SystemExit("gave up waiting")
-        time.sleep(0.1)
+        time.sleep(0.25)
 
 
 class Panfs:
@@ -316,6 +316,9 @@ def rclone_round(rclone: str, tmp: Path, src: Path, n: int) -> dict[str, float]:
     return out
 
 
+IDLE = ("_thread_cache.py:211)", "_io_epoll.py:243)")
+
+
 def summarize_profile(path: str, top: int = 20) -> None:
     """Where the daemon's busy samples were during cp -r: per FUSE operation and uploader
     (inclusive), and the lines with the most own time (a panfs line that runs SQL or a
@@ -325,8 +328,8 @@ def summarize_profile(path: str, top: int = 20) -> None:
     total = 0
     for line in Path(path).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
+        if not stack or stack.endswith(IDLE):
+            continue  # a worker thread waiting for work, or trio waiting for events
         n = int(count)
         total += n
         frames = stack.split(";")
