@@ -210,7 +210,7 @@ SCHEMA: dict[str, Key] = {
         "symbolic links are stored on the drive as small files whose name ends with this",
     ),
     "mount.allow_other": Key(_bool, False, "let other users see the mount"),
-    "read.memory": Key(_size, 16 * MiB, "bound on drive bytes read ahead and in flight"),
+    "mount.read_memory": Key(_size, 16 * MiB, "bound on drive bytes read ahead and in flight"),
     "state.dir": Key(
         _str, None, "journal, tokens, data not yet uploaded; default XDG state dir/panfs"
     ),
@@ -220,7 +220,7 @@ SCHEMA: dict[str, Key] = {
     "log.backups": Key(_count, 3, "rotated logs kept (panfs.log.1 ...)"),
 }
 
-SECTIONS = ("remote", "cache", "upload", "mount", "read", "state", "log")
+SECTIONS = ("remote", "cache", "upload", "mount", "state", "log")
 
 
 # Typed sections: one frozen dataclass per config section, built once from ``SCHEMA``
@@ -263,11 +263,7 @@ class MountSection:
     list_ttl: float
     link_suffix: str
     allow_other: bool
-
-
-@dataclass(frozen=True)
-class ReadSection:
-    memory: int
+    read_memory: int
 
 
 @dataclass(frozen=True)
@@ -288,7 +284,6 @@ _SECTION_TYPES: dict[str, type] = {
     "cache": CacheSection,
     "upload": UploadSection,
     "mount": MountSection,
-    "read": ReadSection,
     "state": StateSection,
     "log": LogSection,
 }
@@ -351,10 +346,6 @@ class Config:
     @cached_property
     def mount(self) -> MountSection:
         return _build(MountSection, "mount", self.values)
-
-    @cached_property
-    def read(self) -> ReadSection:
-        return _build(ReadSection, "read", self.values)
 
     @cached_property
     def state(self) -> StateSection:

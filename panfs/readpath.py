@@ -26,13 +26,13 @@ from panfs.clean_cache import CleanCache
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-DEFAULT_MEMORY = 16 * MiB  # config key read.memory
+DEFAULT_MEMORY = 16 * MiB  # config key mount.read_memory
 MIN_FETCH = 64 << 10  # a seek fetches the read itself, at least this much
 FIRST_WINDOW = 256 << 10  # read-ahead after the first sequential read; doubles after each
 CHUNK = 2 * MiB  # the largest single GET
 NEAR = 2 * MiB  # reads this close to the expected offset are out of order, not a seek
 GETS = 3  # GETs in flight per file: more only share the same bandwidth
-STORES = 2  # chunks written to the clean cache at once; more are not kept
+STORES = 2  # whole chunks' worth of bytes written to the clean cache at once; more: not kept
 STREAMS = 32  # files read at once that keep a stream
 IDLE = 256  # reads of other files since its last one: a file's stream is idle
 
@@ -163,7 +163,7 @@ class ReadPath:
         self.streams: OrderedDict[str, Stream] = OrderedDict()
         self._nursery: trio.Nursery | None = None
         self._spare: list[bytearray] = []  # released CHUNK buffers, within the budget
-        self._storing = 0  # chunks being written to the clean cache
+        self._storing = 0  # bytes being written to the clean cache
         self.stores = STORES
         self._reads = 0  # reads served: a stream not read in the last IDLE is idle
         self.not_cached = 0  # bytes fetched while the cache disk lagged: not kept
@@ -188,9 +188,9 @@ class ReadPath:
             for file_id in list(self.streams):
                 self._drop_stream(file_id)
             log.info(
-                "reads: %s GETs of %s bytes in all (%d not cached: the disk lagged); "
-                "read-ahead memory peaked at %d bytes",
-                getattr(self.reader, "gets", 0), getattr(self.reader, "fetched", 0),
+                "reads: %d of drive bytes, %s GETs of %s bytes in all (%d not cached: "
+                "the disk lagged); read-ahead memory peaked at %d bytes",
+                self._reads, getattr(self.reader, "gets", 0), getattr(self.reader, "fetched", 0),
                 self.not_cached, self.budget.peak,
             )  # fmt: skip
 
@@ -317,10 +317,11 @@ class ReadPath:
             except Exception as e:  # the read waiting for it raises it; read-ahead forgets
                 chunk.error = e
         chunk.done.set()
-        if chunk.n and self.clean is not None and self._storing >= self.stores:
+        lag = self._storing + chunk.n > self.stores * CHUNK and self._storing > 0
+        if chunk.n and self.clean is not None and lag:
             self.not_cached += chunk.n  # the disk is slower than the wire: reads go first
         elif chunk.n and self.clean is not None:
-            self._storing += 1
+            self._storing += chunk.n
             data = memoryview(chunk.buf)[: chunk.n]
             try:
                 await self.clean.store(file_id, total, chunk.start, data)
@@ -328,7 +329,7 @@ class ReadPath:
                 log.exception("not caching a range of %s", file_id)
             finally:
                 data.release()
-                self._storing -= 1
+                self._storing -= chunk.n
         chunk.stored = True
         self._release(chunk)
 

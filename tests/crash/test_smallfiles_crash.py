@@ -1,0 +1,42 @@
+"""SIGKILL the daemon the moment `cp -r` of 500 small files returned: after the remount,
+every one of them reaches the drive whole (a closed file survives a killed daemon)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.fuse.conftest import Mounted
+from tests.support.drive import DriveReader
+
+pytestmark = [pytest.mark.fuse, pytest.mark.crash]
+
+
+def test_kill_right_after_cp_r_of_500_small_files(mounted: Mounted, tmp_path: Path) -> None:
+    rng = random.Random(500)
+    src = tmp_path / "tree"
+    files: dict[str, bytes] = {}
+    for i in range(500):
+        rel = f"d{i % 7}/f{i:03d}.txt"
+        files[rel] = rng.randbytes(rng.randrange(1 << 10, 32 << 10))
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(files[rel])
+    subprocess.run(["cp", "-r", str(src), str(mounted.path / "tree")], check=True)
+    mounted.kill()  # at once: most files are still queued or uploading
+    mounted.remount()
+    mounted.wait_idle()
+    reader = DriveReader(mounted.drive)
+    on_drive = {}  # the drive's SHA-1 of the bytes it stored, per file
+    for d in range(7):
+        for item in reader.list(f"/tree/d{d}"):
+            on_drive[f"d{d}/{item['name']}"] = (item["size"], item["content_hash"].upper())
+    assert on_drive == {
+        rel: (len(data), hashlib.sha1(data).hexdigest().upper()) for rel, data in files.items()
+    }
+    for rel in rng.sample(sorted(files), 10):  # and some read back whole
+        assert reader.read(f"/tree/{rel}") == files[rel], rel
+    mounted.check_logs()
