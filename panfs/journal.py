@@ -133,6 +133,18 @@ class Journal:
         ).fetchall()
         return {r[0] for r in rows}
 
+    def due(self, now: float, skip: Iterable[int], limit: int) -> list[int]:
+        """Up to ``limit`` jobs to upload now (pending or uploading, retry time come),
+        oldest first, leaving out ``skip`` (those already running)."""
+        skip = list(skip)
+        not_in = f" AND id NOT IN ({','.join('?' * len(skip))})" if skip else ""
+        rows = self.conn.execute(
+            "SELECT id FROM jobs WHERE state IN ('pending', 'uploading')"
+            f" AND (next_retry_at IS NULL OR next_retry_at <= ?){not_in} ORDER BY id LIMIT ?",
+            (now, *skip, limit),
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def busy(self) -> bool:
         """Anything left to do on the drive: versions to upload (or finish landing), drive
         files to trash (doomed, or held by superseded versions)."""

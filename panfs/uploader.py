@@ -24,7 +24,7 @@ import trio
 
 from panfs.config import Config
 from panfs.errors import PanfsError, RemoteError
-from panfs.journal import ACTIVE, Journal
+from panfs.journal import Journal
 from panfs.remote.drive import Drive
 from panfs.upload_session import SessionSettings, UploadSession
 
@@ -127,16 +127,13 @@ class Uploader:
     async def _dispatch(self, nursery: trio.Nursery) -> None:
         while True:
             self._wake = trio.Event()
-            now = time.time()
-            for job in self.journal.jobs(ACTIVE):
-                if len(self.running) >= self.settings.concurrency:
-                    break
-                if job.id in self.running:
-                    continue
-                if job.next_retry_at and job.next_retry_at > now:
-                    continue
-                self.running.add(job.id)
-                nursery.start_soon(self._worker, job.id)
+            free = self.settings.concurrency - len(self.running)
+            if free > 0:
+                # only as many due jobs as there are free slots: a wake per closed file must
+                # not read the whole queue (2,000 queued small files made that quadratic)
+                for job_id in self.journal.due(time.time(), self.running, free):
+                    self.running.add(job_id)
+                    nursery.start_soon(self._worker, job_id)
             with trio.move_on_after(1.0):  # also re-checks jobs whose retry time came
                 await self._wake.wait()
 
