@@ -86,8 +86,9 @@ async def _core_sequence(
     seed: int,
     steps: list[Step],
     alone: bool,
+    base: str = "",
 ) -> None:
-    base = f"s{seed}"
+    base = base or f"s{seed}"
     fs = CoreFS(drive, tmp_path / f"c{seed}", base, **_sections(seed))
     if seed % 10 == 1 or alone:  # every tenth sequence picks the delays for the next ten
         drive.set_faults(_faults((seed - 1) // 10 * 10 + 1))
@@ -162,7 +163,9 @@ async def test_model_known_sequences(
     for attempt in range(3):
         steps = [Step(op) for op in ops]
         try:
-            await _core_sequence(tmp_path / f"a{attempt}", drive, reader, seed, steps, True)
+            await _core_sequence(
+                tmp_path / f"a{attempt}", drive, reader, seed, steps, True, f"s{seed}a{attempt}"
+            )
         except SequenceFailed as e:
             print(e)
             raise
