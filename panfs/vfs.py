@@ -387,14 +387,17 @@ class Core:
 
     # -- unlink / rename ---------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def _landing_of(self, parent: Node, node: Node) -> AsyncIterator[None]:
-        """Hold the landing locks of every upload of the node's name: an upload's complete
-        and post-steps (move to the final name, trash of what it replaces) and a change
-        of the name here never interleave."""
-        assert parent.file_id is not None
-        ids = sorted(j.id for j in self.journal.name_jobs(parent.file_id, node.drive_name))
+    async def _landing_of(self, *names: tuple[Node, Node]) -> AsyncIterator[None]:
+        """Hold the landing locks of every upload of the names (folder, node): an upload's
+        complete and post-steps (move to the final name, trash of what it replaces) and a
+        change of the name here never interleave. Taken in one order (by job id), so two
+        renames never wait for each other."""
+        ids: set[int] = set()
+        for parent, node in names:
+            assert parent.file_id is not None
+            ids |= {j.id for j in self.journal.name_jobs(parent.file_id, node.drive_name)}
         async with contextlib.AsyncExitStack() as stack:
-            for job_id in ids:
+            for job_id in sorted(ids):
                 await stack.enter_async_context(self.uploader.landing(job_id))
             yield
 
@@ -403,7 +406,7 @@ class Core:
         node = await self.ns.child(parent, name)
         if node.is_dir:
             raise IsDirError(f"is a folder: {self.ns.remote_path(parent, name)}")
-        async with self._landing_of(parent, node):
+        async with self._landing_of((parent, node)):
             await self._drop(parent, node)
             self.inodes.detach(node)
         self.ns.touch_dir(parent)
@@ -459,10 +462,10 @@ class Core:
             if target.is_dir and await self.ns.listing(target, force=True):
                 raise NotEmptyError(f"folder not empty: {self.ns.remote_path(dst_parent, new)}")
         check_name(new + node.link_suffix)
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(self._landing_of(src_parent, node))
-            if target is not None and not target.is_dir:
-                await stack.enter_async_context(self._landing_of(dst_parent, target))
+        names = [(src_parent, node)]
+        if target is not None and not target.is_dir:
+            names.append((dst_parent, target))
+        async with self._landing_of(*names):
             await self._rename_locked(src_parent, node, dst_parent, new, target)
         self.ns.touch_dir(src_parent)
         self.ns.touch_dir(dst_parent)
