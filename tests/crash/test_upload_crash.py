@@ -67,7 +67,7 @@ async def main() -> None:
     async with open_client(settings, Path(state)) as client:
         journal = Journal(open_db(Path(state) / "journal.db"))
         job = journal.by_source(src) or journal.add(
-            source=src, parent_file_id=a, name="tmp.bin", remote_path="/a/tmp.bin")
+            source=src, parent_file_id=a, name="tmp.bin", remote_path="/a/tmp.bin")[0]
 
         def progress(job_id: int, sent: int) -> None:
             if sent:  # renamed and moved once its first part is on the drive

@@ -19,6 +19,7 @@ import pytest
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
 from tests.support.procs import PANFS, kill9, run_panfs, stop, wait_for
+from tests.support.scale import pick
 
 pytestmark = pytest.mark.fuse
 
@@ -64,7 +65,8 @@ def test_umount_wait_returns_only_once_a_2gib_dd_is_on_the_drive(
     """The kernel's RELEASE (and the fsync before the job is written) come after dd's close
     returned: --wait must count a version that is closed but not yet queued."""
     src = tmp_path / "src.bin"
-    sha1 = _source(src, 2 << 30)
+    size = pick(2 << 30, 1 << 30)
+    sha1 = _source(src, size)
     subprocess.run(
         ["dd", f"if={src}", f"of={mounted.path / 'big.bin'}", "bs=4M", "status=none"], check=True
     )
@@ -73,7 +75,7 @@ def test_umount_wait_returns_only_once_a_2gib_dd_is_on_the_drive(
     assert not os.path.ismount(mounted.path)
     meta = DriveReader(mounted.drive).get("/big.bin")  # on the drive the moment it returned
     assert meta is not None
-    assert (meta["size"], meta["content_hash"]) == (2 << 30, sha1)
+    assert (meta["size"], meta["content_hash"]) == (size, sha1)
 
 
 def test_umount_wait_waits_for_a_queue_behind_a_slow_drive(mounted: Mounted) -> None:

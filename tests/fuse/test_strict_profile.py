@@ -21,6 +21,7 @@ import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
+from tests.support.scale import pick
 from tests.uploader.conftest import Uploads, make_file
 
 pytestmark = pytest.mark.fuse
@@ -47,12 +48,12 @@ def test_rsync_mv_ls_and_reads_under_strict_profile(tmp_path: Path) -> None:
         pytest.skip("needs root and /dev/fuse")
     with DriveServer(tmp_path / "d", "--profile", "strict") as drive:
         # the big file is only on the drive: uploaded beforehand by `panfs upload`
-        big = make_file(tmp_path / "big.bin", 200 * MiB)
+        big = make_file(tmp_path / "big.bin", pick(200, 32) * MiB)
         (tmp_path / "up").mkdir()
         Uploads(tmp_path / "up", drive, part_size="16MiB").run(big, "/data")
         drive.reset_stats()
         src = tmp_path / "src"
-        _tree(src, 3000)
+        _tree(src, pick(3000, 600))
         m = Mounted(tmp_path / "m", drive)
         try:
             t0 = time.monotonic()
