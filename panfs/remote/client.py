@@ -214,7 +214,11 @@ class OpenApiClient:
 
         async def once() -> TokenState:
             try:
-                resp = await self.http.post(self.settings.token_url, json=body)
+                if self.settings.token_style == "query":
+                    params = {k: v for k, v in body.items() if v}
+                    resp = await self.http.get(self.settings.token_url, params=params)
+                else:
+                    resp = await self.http.post(self.settings.token_url, json=body)
             except httpx.TransportError as e:
                 raise NetworkError(f"token refresh: {type(e).__name__}: {e}") from None
             data = _json_object(resp) if resp.status_code == 200 else None

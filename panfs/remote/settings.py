@@ -30,6 +30,9 @@ class RemoteSettings:
     api_attempts: int = 5
     # requests per second per endpoint ("list", "getDownloadUrl", "*"): the pacer's limits
     rate_limits: Mapping[str, float] | None = None
+    # how the token URL is asked: "json" (POST a JSON body) or "query" (GET with the fields
+    # in the query string, as some public token proxies want)
+    token_style: str = "json"
 
 
 def from_account_file(path: Path, **over: object) -> RemoteSettings:
@@ -59,6 +62,7 @@ def from_config(cfg: Config) -> RemoteSettings:
         "read_timeout": cfg["remote.read_timeout"],
         "max_backoff": cfg["remote.max_backoff"],
         "rate_limits": cfg["remote.rate_limits"],
+        "token_style": cfg["remote.token_style"],
     }
     if cfg["remote.account_file"]:
         return from_account_file(Path(cfg["remote.account_file"]), **common)

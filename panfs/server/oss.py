@@ -1,6 +1,6 @@
 """The upload and download hosts: pre-signed part PUTs (strictly sequential) and ranged GETs.
 
-Owns: OSS-style XML errors, signature and expiry checks, the sequential-part state
+Owns: signature and expiry checks, the sequential-part state
 machine (N = last+1 stored; N ≤ last → 409 PartAlreadyExist with the stored ETag;
 N > last+1 → 400 PartNotSequential), streaming part bodies to disk with MD5 and
 SHA-1 on the way, part-level faults (lost response, cut body, truncated part),
@@ -19,51 +19,13 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from panfs.server.http import Request, Send, drop, reply
+from panfs.server.oss_errors import STATUS, xml_error
 from panfs.server.store import Part
 
 if TYPE_CHECKING:
     from panfs.server.state import ServerState as DriveApp
 
-HOST_ID = "cn-beijing-data.aliyundrive.net"
-MESSAGES = {
-    "PartNotSequential": "For sequential multipart upload, you must upload or complete parts "
-    "with sequential part number.",
-    "PartAlreadyExist": "For sequential multipart upload, you can't overwrite uploaded parts.",
-    "AccessDenied": "Request has expired.",
-    "SignatureDoesNotMatch": "The request signature we calculated does not match the signature "
-    "you provided. Check your key and signing method.",
-    "NoSuchUpload": "The specified upload does not exist. The upload ID may be invalid, or the "
-    "upload may have been aborted or completed.",
-    "InvalidArgument": "Part number must be an integer between 1 and 10000, inclusive.",
-    "InternalError": "We encountered an internal error. Please try again.",
-    "ServiceUnavailable": "Please reduce your request rate.",
-}
-STATUS = {
-    "PartNotSequential": 400,
-    "PartAlreadyExist": 409,
-    "AccessDenied": 403,
-    "SignatureDoesNotMatch": 403,
-    "NoSuchUpload": 404,
-    "InvalidArgument": 400,
-    "InternalError": 500,
-    "ServiceUnavailable": 503,
-}
 CHUNK = 4 << 20
-
-
-def xml_error(code: str, extra: dict[str, str] | None = None) -> bytes:
-    lines = [
-        '<?xml version="1.0" encoding="UTF-8"?>',
-        "<Error>",
-        f"  <Code>{code}</Code>",
-        f"  <Message>{MESSAGES.get(code, code)}</Message>",
-        f"  <RequestId>{secrets.token_hex(12).upper()}</RequestId>",
-        f"  <HostId>{HOST_ID}</HostId>",
-    ]
-    for k, v in (extra or {}).items():
-        lines.append(f"  <{k}>{v}</{k}>")
-    lines.append("</Error>")
-    return "\n".join(lines).encode()
 
 
 async def oss_error(

@@ -17,11 +17,11 @@ from typing import Any
 
 import trio
 
-from panfs.server import oss
 from panfs.server.auth import Signer
 from panfs.server.faults import Faults, Rule
 from panfs.server.http import Request, Send, drop, reply
 from panfs.server.options import Buckets, ServerOptions
+from panfs.server.oss_errors import STATUS, xml_error
 from panfs.server.store import Store
 
 API = "/adrive/v1.0/"
@@ -166,9 +166,9 @@ class ServerState:
         if rule.action == "oss_error":
             await self.discard_body(req)
             code = str(p["code"])
-            status = int(p.get("status") or oss.STATUS.get(code, 500))
+            status = int(p.get("status") or STATUS.get(code, 500))
             self.stats.errors[code] += 1
-            await reply(send, status, oss.xml_error(code), "application/xml")
+            await reply(send, status, xml_error(code), "application/xml")
             return True
         if rule.action == "status":
             await self.discard_body(req)

@@ -164,8 +164,8 @@ def test_login_through_a_token_proxy(tmp_path: Path, drive: DriveServer, style: 
     if style == "query":
         assert again.json()["text"]
         assert again.json()["refresh_token"] == ""
-    if style == "json":  # a mount refreshes through the proxy, with no app credentials of its own
-        _works(_mount(tmp_path / "m", drive, _login_again(drive, config, args)), drive)
+    # a mount refreshes through the proxy, in its shape, with no app credentials of its own
+    _works(_mount(tmp_path / "m", drive, _login_again(drive, config, args)), drive)
 
 
 def _login_again(drive: DriveServer, config: Path, args: tuple[str, ...]) -> Path:
