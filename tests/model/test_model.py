@@ -52,6 +52,7 @@ from tests.model.model import (
 )
 from tests.support.core import test_sections
 from tests.support.drive import DriveReader, DriveServer
+from tests.support.scale import pick
 
 KEEP_GOING = os.environ.get("PANFS_MODEL_KEEP_GOING") == "1"
 
@@ -114,6 +115,7 @@ async def _core_sequence(
 
 # a kill in process cancels uploads mid-request: httpx's body generator is collected unexhausted
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.timeout(1800)  # a hang guard sized for PANFS_TEST_FULL=1, not a speed limit
 async def test_model_core(tmp_path: Path, drive: DriveServer) -> None:
     reader = DriveReader(drive)
     failures: list[str] = []
@@ -123,7 +125,8 @@ async def test_model_core(tmp_path: Path, drive: DriveServer) -> None:
         steps = [Step(tuple(op), int(err)) for op, err in ast.literal_eval(replaying)]
         plan = [(seed, steps)]
     else:
-        plan = [(s, generate(s, lengths(s, 24), in_process=True)) for s in seeds(120)]
+        count = pick(300, 60)  # a few hundred with PANFS_TEST_FULL=1; CI-sized by default
+        plan = [(s, generate(s, lengths(s, 24), in_process=True)) for s in seeds(count)]
     longest = max(len(steps) for _, steps in plan)
     # sequences run side by side (own core, cache dir and drive folder each) so that one's
     # sleeps and server delays overlap another's work; fault rules are the server's, shared
