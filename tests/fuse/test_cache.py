@@ -85,8 +85,10 @@ def test_downloaded_ranges_are_kept_across_remounts(small_cache: Mounted) -> Non
         assert f.read(MiB) == data[5 * MiB : 6 * MiB]  # from the cache now
         assert _downloaded(m) == fetched
         f.seek(0)
-        assert f.read() == data  # the rest comes from the drive, once
-    assert _downloaded(m) == len(data)
+        assert f.read() == data  # the rest comes from the drive
+    # once, but for one read-ahead chunk at most: a range whose cache write lagged behind the
+    # wire is served without being kept (the read path never waits for the cache disk)
+    assert len(data) <= _downloaded(m) <= len(data) + MiB
 
 
 def test_dirty_data_is_never_evicted(small_cache: Mounted) -> None:
