@@ -52,7 +52,7 @@ from tests.model.model import (
 )
 from tests.support.core import test_sections
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.scale import pick
+from tests.support.scale import FULL, pick
 
 KEEP_GOING = os.environ.get("PANFS_MODEL_KEEP_GOING") == "1"
 
@@ -117,6 +117,8 @@ async def _core_sequence(
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.timeout(1800)  # a hang guard sized for PANFS_TEST_FULL=1, not a speed limit
 async def test_model_core(tmp_path: Path, drive: DriveServer) -> None:
+    if not FULL and "PANFS_MODEL_SEQUENCES" not in os.environ:
+        pytest.skip("in-process batch: PANFS_TEST_FULL=1 or PANFS_MODEL_SEQUENCES=N runs it")
     reader = DriveReader(drive)
     failures: list[str] = []
     replaying = os.environ.get("PANFS_MODEL_REPLAY")
