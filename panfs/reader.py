@@ -2,22 +2,19 @@
 
 Owns: download URLs per file (reused until shortly before they expire; dropped
 after a failed GET, so the next one asks for a fresh URL), and streaming a GET's
-body into one buffer of the range's size: no list of pieces joined at the end (twice
-the range in memory), and no response object holding the bytes (httpx responses sit
-in reference cycles, so a held body would wait for the garbage collector). Error
-answers are classified as the client classifies them. Must not: decide what to fetch
-or keep bytes (``readpath.py`` does), write cache files, or know about inodes.
+body into one buffer of the range's size (``OpenApiClient.download_into``: the client's
+one retry policy, no joined copies). Must not: speak HTTP (the client does), decide what
+to fetch or keep bytes (``readpath.py`` does), write cache files, or know about inodes.
 """
 
 from __future__ import annotations
 
 import time
 
-import httpx
+import trio
 
-from panfs.errors import NetworkError
 from panfs.remote.client import OpenApiClient
-from panfs.remote.responses import UrlExpiredError, classify_oss
+from panfs.remote.responses import UrlExpiredError
 
 URL_MARGIN = 30.0
 
@@ -26,16 +23,25 @@ class RangeReader:
     def __init__(self, client: OpenApiClient) -> None:
         self.client = client
         self._urls: dict[str, tuple[str, float]] = {}
+        self._asking: dict[str, trio.Lock] = {}  # one getDownloadUrl per file at a time
         self.gets = 0  # ranged GETs sent
         self.fetched = 0  # bytes they returned
 
     async def _url(self, file_id: str) -> str:
-        cached = self._urls.get(file_id)
-        if cached and cached[1] - URL_MARGIN > time.time():
-            return cached[0]
-        d = await self.client.get_download_url(file_id)
-        self._urls[file_id] = (d.url, d.expires_at)
-        return d.url
+        """The file's download URL, asked once however many reads want it at once (the
+        service allows one getDownloadUrl a second)."""
+        lock = self._asking.setdefault(file_id, trio.Lock())
+        try:
+            async with lock:
+                cached = self._urls.get(file_id)
+                if cached and cached[1] - URL_MARGIN > time.time():
+                    return cached[0]
+                d = await self.client.get_download_url(file_id)
+                self._urls[file_id] = (d.url, d.expires_at)
+                return d.url
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._asking.pop(file_id, None)
 
     async def get(self, file_id: str, start: int, end: int) -> bytearray:
         """The bytes [start, end) of the drive file (fewer only if it ended early)."""
@@ -46,42 +52,19 @@ class RangeReader:
     async def get_into(self, file_id: str, start: int, buf: bytearray) -> int:
         """Fill ``buf`` with the bytes from ``start`` on; returns how many came (fewer
         than ``len(buf)`` only if the file ended early). A reused buffer costs no page
-        faults: a fresh one of megabytes is zeroed page by page first."""
+        faults: a fresh one of megabytes is zeroed page by page first. The client retries
+        transient failures; an expired URL is asked for again, once."""
         if not buf:
             return 0
         try:
-            n = await self._download(await self._url(file_id), start, start + len(buf), buf)
+            try:
+                n = await self.client.download_into(await self._url(file_id), start, buf)
+            except UrlExpiredError:
+                self._urls.pop(file_id, None)
+                n = await self.client.download_into(await self._url(file_id), start, buf)
         except Exception:
-            self._urls.pop(file_id, None)
+            self._urls.pop(file_id, None)  # the next read asks for a fresh URL
             raise
         self.gets += 1
         self.fetched += n
-        return n
-
-    async def _download(self, url: str, start: int, end: int, buf: bytearray) -> int:
-        n = 0
-        try:
-            async with self.client.http.stream(
-                "GET", url, headers={"Range": f"bytes={start}-{end - 1}"}
-            ) as resp:
-                if resp.status_code not in (200, 206):
-                    body = await resp.aread()
-                    err = classify_oss(resp.status_code, body, dict(resp.headers))
-                    if resp.status_code == 403 and "expired" in err.message.lower():
-                        raise UrlExpiredError(
-                            err.message, status=403, code=err.code, body_start=err.body_start
-                        )
-                    raise err
-                skip = start if resp.status_code == 200 else 0  # the whole file came
-                async for piece in resp.aiter_raw():
-                    if skip:
-                        cut = min(skip, len(piece))
-                        piece, skip = piece[cut:], skip - cut
-                    take = min(len(piece), len(buf) - n)
-                    buf[n : n + take] = piece[:take] if take < len(piece) else piece
-                    n += take
-                    if n == len(buf):
-                        break
-        except httpx.TransportError as e:
-            raise NetworkError(f"download: {type(e).__name__}: {e}") from None
         return n

@@ -145,6 +145,10 @@ class Stream:
         return needed, []
 
 
+def _failed(c: Chunk) -> bool:
+    return c.done.is_set() and c.error is not None
+
+
 def _the(chunk: Chunk) -> Callable[[Chunk], bool]:
     return lambda c: c is chunk
 
@@ -239,6 +243,9 @@ class ReadPath:
                     break  # cannot happen: the plan covers [off, end)
                 await chunk.done.wait()
                 if chunk.error is not None or (chunk.scope.cancelled_caught and not chunk.n):
+                    # every chunk that failed goes (one dropped connection fails all in
+                    # flight), then the read plans its bytes again, once
+                    self._forget(stream, _failed)
                     self._forget(stream, _the(chunk))
                     if not retry:
                         raise chunk.error or trio.TooSlowError("read-ahead cancelled")
@@ -248,7 +255,7 @@ class ReadPath:
                     piece = bytes(view[pos - chunk.start : min(end, have) - chunk.start])
                 parts.append(piece)
                 pos += len(piece)
-                if have > pos or pos >= end:
+                if have < chunk.end or pos >= end:
                     break  # done, or a chunk cut short: the file ended early on the drive
         finally:
             for chunk in mine:
@@ -261,9 +268,14 @@ class ReadPath:
     async def fetch(self, file_id: str, total: int, off: int, length: int) -> bytes | bytearray:
         """One GET of [off, off+length) ∩ file, kept in the clean cache, pinned (a file
         fetched whole before it is modified in place)."""
-        data = await self.reader.get(file_id, off, min(total, off + length))
-        if self.clean is not None:
-            await self.clean.store(file_id, total, off, data, pin=True)
+        n = max(0, min(total, off + length) - off)
+        self.budget.take(n)  # counted like any chunk in memory
+        try:
+            data = await self.reader.get(file_id, off, off + n)
+            if self.clean is not None:
+                await self.clean.store(file_id, total, off, data, pin=True)
+        finally:
+            self.budget.give(n)
         return data
 
     # -- chunks --------------------------------------------------------------------------

@@ -688,22 +688,47 @@ class OpenApiClient:
 
     async def download_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes [start, end) of a download URL; transient failures are retried."""
+        buf = bytearray(max(0, end - start))
+        del buf[await self.download_into(url, start, buf) :]
+        return bytes(buf)
 
-        async def once() -> bytes:
+    async def download_into(self, url: str, start: int, buf: bytearray) -> int:
+        """Fill ``buf`` with the bytes of a download URL from ``start`` on, streamed into it
+        (no list of pieces joined, no response body held); returns how many came (fewer
+        only if the file ended early). Transient failures are retried; an expired URL
+        raises ``UrlExpiredError`` at once (the caller asks for a fresh one)."""
+        end = start + len(buf)
+
+        async def once() -> int:
+            n = 0
             try:
-                resp = await self.http.get(url, headers={"Range": f"bytes={start}-{end - 1}"})
+                # identity: the bytes are cached and hashed as sent, never a compressed form
+                headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+                async with self.http.stream("GET", url, headers=headers) as resp:
+                    if resp.status_code not in (200, 206):
+                        body = await resp.aread()
+                        err = classify_oss(resp.status_code, body, dict(resp.headers))
+                        if resp.status_code == 403 and "expired" in err.message.lower():
+                            raise UrlExpiredError(
+                                err.message, status=403, code=err.code, body_start=err.body_start
+                            )
+                        raise err
+                    skip = start if resp.status_code == 200 else 0  # the whole file came
+                    async for piece in resp.aiter_raw():
+                        if skip:
+                            cut = min(skip, len(piece))
+                            piece, skip = piece[cut:], skip - cut
+                        take = min(len(piece), len(buf) - n)
+                        buf[n : n + take] = piece[:take] if take < len(piece) else piece
+                        n += take
+                        if n == len(buf):
+                            break
             except httpx.TransportError as e:
                 raise NetworkError(f"download: {type(e).__name__}: {e}") from None
-            if resp.status_code in (200, 206):
-                data = resp.content
-                return data[start:end] if resp.status_code == 200 else data
-            err = classify_oss(resp.status_code, resp.content, dict(resp.headers))
-            if resp.status_code == 403 and "expired" in err.message.lower():
-                raise UrlExpiredError(
-                    err.message, status=403, code=err.code, body_start=err.body_start
-                )
-            raise err
+            return n
 
+        if not buf:
+            return 0
         return await self.retry.run("download", once, paced=False)
 
     async def put_part(self, url: str, body: bytes | AsyncIterable[bytes], length: int) -> str:
