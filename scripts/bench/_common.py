@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -100,12 +101,13 @@ def wait_mount(path: Path, proc: subprocess.Popen[Any], limit: float = 15) -> No
         time.sleep(0.05)
 
 
-def stop(*procs: subprocess.Popen[Any] | None, wait: float = 30) -> None:
-    """SIGTERM each process, wait up to ``wait`` seconds each, SIGKILL what is still there."""
+def stop(*procs: subprocess.Popen[Any] | None, wait: float = 30, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to each process, wait up to ``wait`` seconds each, SIGKILL what is still
+    there."""
     live = [p for p in procs if p is not None]
     for p in live:
         if p.poll() is None:
-            p.terminate()
+            p.send_signal(sig)
     for p in live:
         try:
             p.wait(wait)
