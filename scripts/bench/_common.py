@@ -62,7 +62,7 @@ def peak_rss(pid: int) -> int:
 
 
 def poll_peak_rss(proc: subprocess.Popen[Any], every: float = 0.05) -> int:
-    """Sample ``proc``'s peak RSS until it exits; the last sample before the exit."""
+    """Sample ``proc``'s peak RSS every ``every`` seconds until it exits; the highest seen."""
     peak = 0
     while proc.poll() is None:
         with contextlib.suppress(OSError):  # gone between poll() and the read
