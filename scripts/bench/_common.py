@@ -216,7 +216,8 @@ class PanfsMount:
 
     def rss(self) -> int:
         if self.proc is not None and self.proc.poll() is None:
-            self.peak = max(self.peak, peak_rss(self.proc.pid))
+            with contextlib.suppress(OSError):  # it exited just now
+                self.peak = max(self.peak, peak_rss(self.proc.pid))
         return self.peak
 
     def stop(self) -> None:

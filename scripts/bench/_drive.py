@@ -48,9 +48,16 @@ class Drive:
             preexec_fn=pin,
         )
         assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().split()[-1]
-        self.account: dict[str, Any] = yaml.safe_load((root / "account.yaml").read_text())
-        self.admin = {"Authorization": f"Bearer {self.account['admin_token']}"}
+        try:
+            line = self.proc.stdout.readline().split()
+            if not line:
+                raise SystemExit(f"panfs serve did not start ({self.proc.poll()})")
+            self.url = line[-1]
+            self.account: dict[str, Any] = yaml.safe_load((root / "account.yaml").read_text())
+            self.admin = {"Authorization": f"Bearer {self.account['admin_token']}"}
+        except BaseException:
+            self.close()
+            raise
 
     def token(self) -> str:
         r = httpx.post(f"{self.url}/admin/tokens", headers=self.admin)

@@ -91,6 +91,7 @@ def rclone_side_by_side(src: Path, tmp: Path) -> tuple[float, float, int] | None
         target = served / "f.bin"
         wait_until(
             lambda: target.exists() and target.stat().st_size == size and not rc.busy(),
+            limit=3600,
             every=0.1,
         )
         until = time.perf_counter() - t0
@@ -125,7 +126,7 @@ def main() -> None:
             with PanfsMount(drive, tmp, upload={"rapid_upload": False}) as m:
                 t0 = time.perf_counter()
                 ours = cp(src, m.mnt / "f.bin")
-                wait_until(lambda: drive.stats()["requests"].get("complete", 0) >= 1, every=0.05)
+                wait_until(lambda: drive.stats()["requests"].get("complete", 0) >= 1, 3600, 0.05)
                 on_drive = time.perf_counter() - t0
                 rss = m.rss()
         finally:
