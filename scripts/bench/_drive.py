@@ -4,6 +4,7 @@ The server stands in for a remote service, so it should not take its CPU from th
 under test (nor the client from it): ``split_cpus()`` gives the server one half of the CPUs
 and the calling process (and what it starts later) the other half. On one CPU it does
 nothing.
+Must not: start or measure clients (``_common`` holds the mounts, each bench its figures).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from _common import stop
 
 
 def split_cpus() -> tuple[set[int], set[int]] | None:
@@ -45,9 +48,16 @@ class Drive:
             preexec_fn=pin,
         )
         assert self.proc.stdout is not None
-        self.url = self.proc.stdout.readline().split()[-1]
-        self.account: dict[str, Any] = yaml.safe_load((root / "account.yaml").read_text())
-        self.admin = {"Authorization": f"Bearer {self.account['admin_token']}"}
+        try:
+            line = self.proc.stdout.readline().split()
+            if not line:
+                raise SystemExit(f"panfs serve did not start ({self.proc.poll()})")
+            self.url = line[-1]
+            self.account: dict[str, Any] = yaml.safe_load((root / "account.yaml").read_text())
+            self.admin = {"Authorization": f"Bearer {self.account['admin_token']}"}
+        except BaseException:
+            self.close()
+            raise
 
     def token(self) -> str:
         r = httpx.post(f"{self.url}/admin/tokens", headers=self.admin)
@@ -92,6 +102,20 @@ class Drive:
         created["drive_id"] = drive_id
         return h, created
 
+    def put_file(
+        self, name: str, size: int, part_size: int, body: Callable[[int], bytes | Iterable[bytes]]
+    ) -> dict[str, Any]:
+        """Create ``name`` in the root, PUT its parts raw (``body(n)``: part n's bytes, from 0)
+        and complete it: the create answer with drive_id and the auth ``headers``."""
+        with httpx.Client(timeout=600) as http:
+            h, c = self.create_file(http, name, size, (size + part_size - 1) // part_size)
+            for n, info in enumerate(c["part_info_list"]):
+                r = http.put(info["upload_url"], content=body(n))
+                assert r.status_code == 200, r.text
+            self.complete(http, h, c)
+        c["headers"] = h
+        return c
+
     def complete(self, http: httpx.Client, h: dict[str, str], c: dict[str, Any]) -> None:
         r = http.post(
             f"{self.url}/adrive/v1.0/openFile/complete",
@@ -105,7 +129,16 @@ class Drive:
         return out
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        stop(self.proc, wait=10)
         if self.proc.stdout:
             self.proc.stdout.close()
+
+
+def pinned_drive(root: Path) -> Drive:
+    """A Drive on one half of the CPUs, this process (and what it starts) on the other."""
+    split = split_cpus()
+    drive = Drive(root, split[0] if split else None)
+    if split:
+        os.sched_setaffinity(0, split[1])
+        print(f"server on CPUs {sorted(split[0])}, clients on CPUs {sorted(split[1])}")
+    return drive

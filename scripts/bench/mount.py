@@ -12,19 +12,25 @@ Needs root and /dev/fuse.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (
+    MiB,
+    PanfsMount,
+    RcloneMount,
+    bench_tmp,
+    make_file,
+    run,
+    unmount,
+    wait_mount,
+    wait_until,
+)
 from _drive import Drive
 
 from panfs.config import parse_size
@@ -66,33 +72,8 @@ finally: pyfuse3.close(unmount=True)
 """
 
 
-def wait_mount(path: Path, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if os.path.ismount(path):
-            return
-        if proc.poll() is not None:
-            raise SystemExit(f"mount failed ({proc.returncode})")
-        time.sleep(0.05)
-    raise SystemExit("mount did not come up")
-
-
 def cp(src: Path, dst: Path) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(["cp", str(src), str(dst)], check=True)
-    return time.perf_counter() - t0
-
-
-def peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return run("cp", str(src), str(dst))
 
 
 def rclone_side_by_side(src: Path, tmp: Path) -> tuple[float, float, int] | None:
@@ -101,69 +82,29 @@ def rclone_side_by_side(src: Path, tmp: Path) -> tuple[float, float, int] | None
     rclone = shutil.which("rclone")
     if rclone is None:
         return None
-    served, mnt, cache = tmp / "rc-remote", tmp / "rc-mnt", tmp / "rc-cache"
-    for d in (served, mnt, cache):
-        d.mkdir()
-    port, rc_port = free_port(), free_port()
-    env = dict(
-        os.environ,
-        RCLONE_CONFIG_BENCH_TYPE="webdav",
-        RCLONE_CONFIG_BENCH_URL=f"http://127.0.0.1:{port}",
-        RCLONE_CONFIG_BENCH_VENDOR="other",
-    )
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    server = subprocess.Popen(
-        [rclone, "serve", "webdav", str(served), "--addr", f"127.0.0.1:{port}"], **quiet
-    )
-    mount = None
-    try:
-        time.sleep(1.0)
-        mount = subprocess.Popen(
-            [rclone, "mount", "bench:", str(mnt), "--vfs-cache-mode", "writes",
-             "--cache-dir", str(cache), "--rc", "--rc-addr", f"127.0.0.1:{rc_port}",
-             "--rc-no-auth"],
-            env=env, **quiet,
-        )  # fmt: skip
-        wait_mount(mnt, mount)
+    served = tmp / "rc-remote"
+    served.mkdir()
+    with RcloneMount(rclone, served, tmp) as rc:
         t0 = time.perf_counter()
-        took = cp(src, mnt / "f.bin")
+        took = cp(src, rc.mnt / "f.bin")
         size = src.stat().st_size
         target = served / "f.bin"
-
-        def uploading() -> bool:
-            r = subprocess.run(
-                [rclone, "rc", "vfs/stats", "--url", f"http://127.0.0.1:{rc_port}/"],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            try:
-                disk = json.loads(r.stdout).get("diskCache", {})
-            except ValueError:
-                return True
-            return bool(disk.get("uploadsInProgress") or disk.get("uploadsQueued"))
-
-        while not (target.exists() and target.stat().st_size == size) or uploading():
-            time.sleep(0.1)
+        wait_until(
+            lambda: target.exists() and target.stat().st_size == size and not rc.busy(),
+            limit=3600,
+            every=0.1,
+        )
         until = time.perf_counter() - t0
-        return took, until, peak_rss(mount.pid)
-    finally:
-        subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
-        for proc in (mount, server):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
+        return took, until, rc.rss()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="2GiB")
     size = parse_size(ap.parse_args().size)
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp_s:
-        tmp = Path(tmp_s)
+    with bench_tmp() as tmp:
         src = tmp / "src.bin"
-        block = os.urandom(1 << 20)
-        with open(src, "wb") as f:
-            for i in range(size >> 20):
-                f.write(bytes([i & 0xFF]) + block[1:])
+        make_file(src, size)
         local = cp(src, tmp / "local.bin")
         os.unlink(tmp / "local.bin")
         # pass-through ceiling
@@ -177,59 +118,21 @@ def main() -> None:
             wait_mount(pt_mnt, pt)
             ceiling = cp(src, pt_mnt / "f")
         finally:
-            subprocess.run(["fusermount3", "-u", "-z", str(pt_mnt)])
-            pt.terminate()
-            pt.wait(10)
+            unmount(pt_mnt, pt, wait=10)
         os.unlink(tmp / "pt.bin")
         # panfs
         drive = Drive(tmp / "drive")
-        mnt = tmp / "mnt"
-        mnt.mkdir()
-        cfg = tmp / "c.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "remote": {
-                        "endpoint": drive.url,
-                        "client_id": drive.account["client_id"],
-                        "client_secret": drive.account["client_secret"],
-                        "refresh_token": drive.token(),
-                    },
-                    "cache": {"dir": str(tmp / "cache")},
-                    "upload": {"rapid_upload": False},
-                }
-            )
-        )
-        env = dict(os.environ, XDG_STATE_HOME=str(tmp / "state"))
-        p = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "panfs",
-                "mount",
-                "--foreground",
-                "--config",
-                str(cfg),
-                str(mnt),
-            ],
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
         try:
-            wait_mount(mnt, p)
-            t0 = time.perf_counter()
-            ours = cp(src, mnt / "f.bin")
-            while drive.stats()["requests"].get("complete", 0) < 1:
-                time.sleep(0.05)
-            on_drive = time.perf_counter() - t0
-            rss = peak_rss(p.pid)
+            with PanfsMount(drive, tmp, upload={"rapid_upload": False}) as m:
+                t0 = time.perf_counter()
+                ours = cp(src, m.mnt / "f.bin")
+                wait_until(lambda: drive.stats()["requests"].get("complete", 0) >= 1, 3600, 0.05)
+                on_drive = time.perf_counter() - t0
+                rss = m.rss()
         finally:
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
-            p.terminate()
-            p.wait(30)
             drive.close()
         rclone = rclone_side_by_side(src, tmp)
-    mib = size / (1 << 20)
+    mib = size / MiB
     print(f"{'what':<34}{'seconds':>9}{'MiB/s':>9}")
     for what, t in (
         ("cp to local disk", local),
@@ -239,14 +142,14 @@ def main() -> None:
     ):
         print(f"{what:<34}{t:>9.2f}{mib / t:>9.0f}")
     print(f"ratio panfs/pass-through: {ceiling / ours:.2f} (target >= 0.9)")
-    print(f"daemon peak RSS: {rss / (1 << 20):.0f} MiB (target <= 96)")
+    print(f"daemon peak RSS: {rss / MiB:.0f} MiB (target <= 96)")
     if rclone is None:
         print("rclone: not installed (apt install rclone), not measured")
     else:
         rc_cp, rc_until, rc_rss = rclone
         print(f"{'rclone mount: cp':<34}{rc_cp:>9.2f}{mib / rc_cp:>9.0f}")
         print(f"{'rclone mount: cp until uploaded':<34}{rc_until:>9.2f}{mib / rc_until:>9.0f}")
-        print(f"rclone mount peak RSS: {rc_rss / (1 << 20):.0f} MiB")
+        print(f"rclone mount peak RSS: {rc_rss / MiB:.0f} MiB")
         print(f"panfs vs rclone: cp {rc_cp / ours:.2f}x, until uploaded {rc_until / on_drive:.2f}x")
 
 

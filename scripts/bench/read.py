@@ -5,9 +5,10 @@ random 64 KiB reads (a fresh mount each cold run), against `curl` of the whole f
 httpx loop of 8 MiB ranged GETs (and of the same 200 ranged 64 KiB GETs) from the same server;
 with rclone installed, `rclone mount --vfs-cache-mode writes` of `rclone serve webdav` side by
 side. Rounds alternate their order; medians are reported. Every panfs run reports the daemon's
-peak RSS. Targets: cold read >= 0.5x curl and faster than rclone; peak RSS <= 96 MiB.
-The drive server runs as `panfs serve` with its defaults (were per-user rate limits on by
-default, this bench would turn them off: it measures panfs, not the limiter).
+peak RSS and how many getDownloadUrl calls the server counted for each file read. Targets: cold
+read >= 0.5x curl and faster than rclone; peak RSS <= 96 MiB.
+It measures panfs, not the rate limiter: the drive server runs with `--no-rate-limits` and the
+client's config sets `remote.rate_limits` to 0 (no pacing) for list, getDownloadUrl and *.
 Needs root and /dev/fuse.
 
     .venv/bin/python scripts/bench/read.py [--size 1GiB] [--rounds 3] [--rss-size 8GiB]
@@ -23,22 +24,18 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _drive import Drive, split_cpus
-from mount import free_port, peak_rss, wait_mount
+from _common import MiB, PanfsMount, RcloneMount, alternating, bench_tmp, timed
+from _drive import Drive, pinned_drive
 
 from panfs.config import parse_size
 
-MiB = 1 << 20
 PART = 64 * MiB
 RANDOM_READS = 200
 RANDOM_SIZE = 64 << 10
@@ -51,27 +48,16 @@ def block(i: int) -> bytes:
 
 def upload(drive: Drive, name: str, size: int, src: Path | None) -> dict[str, Any]:
     """Put a SIZE file straight onto the drive (parts PUT raw); also write it to ``src``."""
-    out = open(src, "wb") if src is not None else None  # noqa: SIM115 (closed below)
-    try:
-        with httpx.Client(timeout=600) as http:
-            h, c = drive.create_file(http, name, size, (size + PART - 1) // PART)
+    with open(src or os.devnull, "wb") as out:
 
-            def body(n: int) -> Iterator[bytes]:
-                for i in range(n * (PART // MiB), min(size, (n + 1) * PART) // MiB):
-                    b = block(i)
-                    if out is not None:
-                        out.write(b)
-                    yield b
+        def body(n: int) -> Iterator[bytes]:
+            for i in range(n * (PART // MiB), min(size, (n + 1) * PART) // MiB):
+                b = block(i)
+                if src is not None:
+                    out.write(b)
+                yield b
 
-            for n, info in enumerate(c["part_info_list"]):
-                r = http.put(info["upload_url"], content=body(n))
-                assert r.status_code == 200, r.text
-            drive.complete(http, h, c)
-            c["headers"] = h
-            return c
-    finally:
-        if out is not None:
-            out.close()
+        return drive.put_file(name, size, PART, body)
 
 
 def download_url(drive: Drive, c: dict[str, Any]) -> str:
@@ -81,12 +67,6 @@ def download_url(drive: Drive, c: dict[str, Any]) -> str:
         json={"drive_id": c["drive_id"], "file_id": c["file_id"]},
     )
     return str(r.json()["url"])
-
-
-def timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def cat(path: Path) -> None:
@@ -128,86 +108,6 @@ def curl(url: str) -> None:
     subprocess.run(["curl", "-sf", "-o", "/dev/null", url], check=True)
 
 
-class Panfs:
-    """One fresh mount (its own empty cache dir) of the drive."""
-
-    n = 0
-
-    def __init__(self, drive: Drive, tmp: Path, extra: dict[str, Any] | None = None) -> None:
-        Panfs.n += 1
-        base = tmp / f"panfs{Panfs.n}"
-        self.mnt = base / "mnt"
-        self.mnt.mkdir(parents=True)
-        cfg = base / "c.yaml"
-        cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "remote": {
-                        "endpoint": drive.url,
-                        "client_id": drive.account["client_id"],
-                        "client_secret": drive.account["client_secret"],
-                        "refresh_token": drive.token(),
-                    },
-                    "cache": {"dir": str(base / "cache"), **(extra or {})},
-                }
-            )
-        )
-        env = dict(os.environ, XDG_STATE_HOME=str(base / "state"))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "panfs", "mount", "--foreground", "--config", str(cfg),
-             str(self.mnt)],
-            stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-        wait_mount(self.mnt, self.proc)
-        self.base = base
-
-    def rss(self) -> int:
-        return peak_rss(self.proc.pid)
-
-    def close(self, keep: bool = False) -> None:
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)])
-        self.proc.terminate()
-        self.proc.wait(30)
-        if not keep:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-
-class Rclone:
-    """`rclone mount --vfs-cache-mode writes` of `rclone serve webdav` serving ``served``."""
-
-    def __init__(self, rclone: str, served: Path, tmp: Path) -> None:
-        self.mnt, self.cache = tmp / "rc-mnt", tmp / "rc-cache"
-        for d in (self.mnt, self.cache):
-            d.mkdir(exist_ok=True)
-        port = free_port()
-        env = dict(
-            os.environ,
-            RCLONE_CONFIG_BENCH_TYPE="webdav",
-            RCLONE_CONFIG_BENCH_URL=f"http://127.0.0.1:{port}",
-            RCLONE_CONFIG_BENCH_VENDOR="other",
-        )
-        quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        self.server = subprocess.Popen(
-            [rclone, "serve", "webdav", str(served), "--addr", f"127.0.0.1:{port}"], **quiet
-        )
-        time.sleep(1.0)
-        self.proc = subprocess.Popen(
-            [rclone, "mount", "bench:", str(self.mnt), "--vfs-cache-mode", "writes",
-             "--cache-dir", str(self.cache)],
-            env=env, **quiet,
-        )  # fmt: skip
-        wait_mount(self.mnt, self.proc)
-
-    def rss(self) -> int:
-        return peak_rss(self.proc.pid)
-
-    def close(self) -> None:
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)])
-        for p in (self.proc, self.server):
-            p.terminate()
-            p.wait(30)
-
-
 def drop_caches() -> None:
     """The kernel's page cache of earlier runs must not serve a cold read."""
     os.sync()
@@ -216,44 +116,49 @@ def drop_caches() -> None:
 
 
 Results = dict[str, list[float]]
+URL_CALLS = "getDownloadUrl calls"
+
+
+def url_calls(drive: Drive) -> int:
+    """getDownloadUrl requests the server has counted so far."""
+    return int(drive.stats()["requests"].get("getDownloadUrl", 0))
+
+
+def panfs_read(drive: Drive, out: Results, what: str, key: str, read: Callable[[], object]) -> None:
+    """Time ``read()`` as ``panfs: what``, and count its getDownloadUrl calls as ``key``."""
+    before = url_calls(drive)
+    out.setdefault(f"panfs: {what}", []).append(timed(read))
+    out.setdefault(f"{key}: {URL_CALLS}", []).append(url_calls(drive) - before)
 
 
 def panfs_round(drive: Drive, tmp: Path, size: int, out: Results, rss: dict[str, int]) -> None:
-    m = Panfs(drive, tmp)
-    f = m.mnt / "f.bin"
-    try:
-        out.setdefault("panfs: cold cat", []).append(timed(lambda: cat(f)))
-        out.setdefault("panfs: warm cat again", []).append(timed(lambda: cat(f)))
+    with PanfsMount(drive, tmp) as m:
+        f = m.mnt / "f.bin"
+        panfs_read(drive, out, "cold cat", "panfs cold cat", lambda: cat(f))
+        panfs_read(drive, out, "warm cat again", "panfs warm cat", lambda: cat(f))
         rss["panfs: sequential"] = max(rss.get("panfs: sequential", 0), m.rss())
-    finally:
-        m.close()
-    m = Panfs(drive, tmp)
-    f = m.mnt / "f.bin"
-    try:
+    with PanfsMount(drive, tmp) as m:
+        f = m.mnt / "f.bin"
         before = drive.stats()["download_bytes_sent"]
-        t = timed(lambda: random_reads(f, size))
-        out.setdefault("panfs: 200 random 64 KiB reads", []).append(t)
+        panfs_read(
+            drive, out, "200 random 64 KiB reads", "panfs random", lambda: random_reads(f, size)
+        )
         got = drive.stats()["download_bytes_sent"] - before
         out.setdefault("panfs random: MiB fetched", []).append(got / MiB)
         rss["panfs: random"] = max(rss.get("panfs: random", 0), m.rss())
-    finally:
-        m.close()
 
 
 def rclone_round(
     rclone: str, served: Path, tmp: Path, size: int, out: Results, rss: dict[str, int]
 ) -> None:
-    rc = Rclone(rclone, served, tmp)
-    f = rc.mnt / "f.bin"
-    try:
+    with RcloneMount(rclone, served, tmp) as rc:
+        f = rc.mnt / "f.bin"
         out.setdefault("rclone: cold cat", []).append(timed(lambda: cat(f)))
         out.setdefault("rclone: warm cat again", []).append(timed(lambda: cat(f)))
         drop_caches()
         t = timed(lambda: random_reads(f, size))
         out.setdefault("rclone: 200 random 64 KiB reads", []).append(t)
         rss["rclone"] = max(rss.get("rclone", 0), rc.rss())
-    finally:
-        rc.close()
 
 
 def report(a: argparse.Namespace, size: int, results: Results, rss: dict[str, int]) -> None:
@@ -262,13 +167,13 @@ def report(a: argparse.Namespace, size: int, results: Results, rss: dict[str, in
     head = f"what ({a.size}, median of {a.rounds})"
     print(f"{head:<44}{'seconds':>9}{'MiB/s':>9}   all runs")
     for what, ts in results.items():
-        med = statistics.median(ts)
-        if "fetched" in what:
-            print(f"{what:<44}{med:>9.1f}{'':>9}   {[round(t, 1) for t in ts]}")
+        mid = statistics.median(ts)
+        if "fetched" in what or URL_CALLS in what:
+            print(f"{what:<44}{mid:>9.1f}{'':>9}   {[round(t, 1) for t in ts]}")
             continue
         whole = ("cat" in what and "cat of" not in what) or "curl" in what or "8 MiB" in what
-        rate = f"{mib / med:>9.0f}" if whole else ""
-        print(f"{what:<44}{med:>9.2f}{rate:>9}   {[round(t, 2) for t in ts]}")
+        rate = f"{mib / mid:>9.0f}" if whole else ""
+        print(f"{what:<44}{mid:>9.2f}{rate:>9}   {[round(t, 2) for t in ts]}")
     med = {k: statistics.median(v) for k, v in results.items()}
     cold = med["panfs: cold cat"]
     print(
@@ -298,45 +203,37 @@ def main() -> None:
     rclone = shutil.which("rclone")
     results: Results = {}
     rss: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp_s:
-        tmp = Path(tmp_s)
-        split = split_cpus()
-        drive = Drive(tmp / "drive", split[0] if split else None)
-        if split:
-            os.sched_setaffinity(0, split[1])
-            print(f"server on CPUs {sorted(split[0])}, clients on CPUs {sorted(split[1])}")
+    with bench_tmp() as tmp:
+        drive = pinned_drive(tmp / "drive")
         served = tmp / "served"
         served.mkdir()
         try:
             c = upload(drive, "f.bin", size, served / "f.bin" if rclone else None)
             url = download_url(drive, c)
-            for r in range(a.rounds):
-                runs = ["panfs", "curl", "httpx"] + (["rclone"] if rclone else [])
-                for which in runs if r % 2 == 0 else runs[::-1]:
-                    drop_caches()
-                    if which == "curl":
-                        t = timed(lambda: curl(url))
-                        results.setdefault("curl GET of the whole file", []).append(t)
-                    elif which == "httpx":
-                        t = timed(lambda: httpx_loop(url, size))
-                        results.setdefault("httpx loop of 8 MiB ranged GETs", []).append(t)
-                        t = timed(lambda: httpx_random(url, size))
-                        results.setdefault("httpx: 200 ranged 64 KiB GETs", []).append(t)
-                    elif which == "panfs":
-                        panfs_round(drive, tmp, size, results, rss)
-                    else:
-                        assert rclone is not None
-                        rclone_round(rclone, served, tmp, size, results, rss)
+            runs = ["panfs", "curl", "httpx"] + (["rclone"] if rclone else [])
+            for _, which in alternating(runs, a.rounds):
+                drop_caches()
+                if which == "curl":
+                    t = timed(lambda: curl(url))
+                    results.setdefault("curl GET of the whole file", []).append(t)
+                elif which == "httpx":
+                    t = timed(lambda: httpx_loop(url, size))
+                    results.setdefault("httpx loop of 8 MiB ranged GETs", []).append(t)
+                    t = timed(lambda: httpx_random(url, size))
+                    results.setdefault("httpx: 200 ranged 64 KiB GETs", []).append(t)
+                elif which == "panfs":
+                    panfs_round(drive, tmp, size, results, rss)
+                else:
+                    assert rclone is not None
+                    rclone_round(rclone, served, tmp, size, results, rss)
             if a.rss_size and parse_size(a.rss_size) != size:
                 big = parse_size(a.rss_size)
                 upload(drive, "big.bin", big, None)
-                m = Panfs(drive, tmp, {"max_size": "512MiB"})
-                try:
-                    t = timed(lambda: cat(m.mnt / "big.bin"))
-                    results.setdefault(f"panfs: cold cat of {a.rss_size}", []).append(t)
+                with PanfsMount(drive, tmp, cache={"max_size": "512MiB"}) as m:
+                    what = f"cold cat of {a.rss_size}"
+                    f = m.mnt / "big.bin"
+                    panfs_read(drive, results, what, f"panfs cat of {a.rss_size}", lambda: cat(f))
                     rss[f"panfs: {a.rss_size} sequential"] = m.rss()
-                finally:
-                    m.close()
         finally:
             drive.close()
     report(a, size, results, rss)

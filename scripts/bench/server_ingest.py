@@ -12,13 +12,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import MiB, alternating, bench_tmp
 from _drive import Drive
 
 from panfs.config import parse_size
@@ -60,20 +60,17 @@ def main() -> None:
     parts = parse_size(a.size) // PART
     block = os.urandom(PART)
     locals_, servers = [], []
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp_s:
-        tmp = Path(tmp_s)
+    with bench_tmp() as tmp:
         drive = Drive(tmp / "drive")
         try:
-            for r in range(a.rounds):
-                order = ("local", "server") if r % 2 == 0 else ("server", "local")
-                for which in order:
-                    if which == "local":
-                        locals_.append(local_write(tmp, block, parts))
-                    else:
-                        servers.append(ingest(drive, block, parts, f"ingest{r}.bin"))
+            for r, which in alternating(("local", "server"), a.rounds):
+                if which == "local":
+                    locals_.append(local_write(tmp, block, parts))
+                else:
+                    servers.append(ingest(drive, block, parts, f"ingest{r}.bin"))
         finally:
             drive.close()
-    mib = parts * PART / (1 << 20)
+    mib = parts * PART / MiB
     local, server = statistics.median(locals_), statistics.median(servers)
     print(f"{'what (median of ' + str(a.rounds) + ')':<28}{'seconds':>9}{'MiB/s':>9}   all runs, s")
     print(f"{'local disk write + fsync':<28}{local:>9.2f}{mib / local:>9.0f}   {locals_}")

@@ -7,8 +7,9 @@ Python FUSE file system: create/write/release of the same files) and to local di
 rclone installed, the same through `rclone mount --vfs-cache-mode writes` of `rclone serve
 webdav` on loopback. Rounds alternate their order; medians are reported, with the daemon's
 peak RSS. Targets: cp -r >= 2x faster than rclone and within 3x of the pass-through; peak RSS
-<= 96 MiB. The drive server runs as `panfs serve` with its defaults (were per-user rate limits
-on by default, this bench would turn them off: it measures panfs, not the limiter).
+<= 96 MiB. It measures panfs, not the rate limiter: the drive server runs with
+`--no-rate-limits` and the client's config sets `remote.rate_limits` to 0 (no pacing) for list,
+getDownloadUrl and *.
 ``--baseline-code DIR``: also run the panfs rounds with the daemon from another source tree
 (e.g. `git archive` of an older commit), for before/after figures in the same run.
 ``--profile FILE``: record the daemon with py-spy during the first cp -r (collapsed stacks).
@@ -20,26 +21,31 @@ Needs root and /dev/fuse.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _drive import Drive, split_cpus
-from mount import free_port, peak_rss, wait_mount
-
-MiB = 1 << 20
+from _common import (
+    MiB,
+    PanfsMount,
+    RcloneMount,
+    alternating,
+    bench_tmp,
+    run,
+    stop,
+    unmount,
+    wait_mount,
+    wait_until,
+)
+from _drive import Drive, pinned_drive
 
 PASSTHROUGH_TREE = r"""
 import errno, os, sys, pyfuse3, trio
@@ -127,71 +133,9 @@ def make_tree(root: Path, n: int) -> int:
     return total
 
 
-def run(*cmd: str) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    return time.perf_counter() - t0
-
-
 def settle_disk() -> None:
     """The last run's writes must not still be going to disk in this one."""
     os.sync()
-
-
-def wait_until(pred: Any, limit: float = 1800) -> None:
-    t0 = time.perf_counter()
-    while not pred():
-        if time.perf_counter() - t0 > limit:
-            raise SystemExit("gave up waiting")
-        time.sleep(0.25)
-
-
-class Panfs:
-    n = 0
-
-    def __init__(self, drive: Drive, tmp: Path, code: str | None) -> None:
-        Panfs.n += 1
-        self.base = tmp / f"panfs{Panfs.n}"
-        self.mnt = self.base / "mnt"
-        self.mnt.mkdir(parents=True)
-        self.cfg = self.base / "c.yaml"
-        self.cfg.write_text(
-            yaml.safe_dump(
-                {
-                    "remote": {
-                        "endpoint": drive.url,
-                        "client_id": drive.account["client_id"],
-                        "client_secret": drive.account["client_secret"],
-                        "refresh_token": drive.token(),
-                    },
-                    "cache": {"dir": str(self.base / "cache")},
-                    "upload": {"rapid_upload": False},
-                }
-            )
-        )
-        self.env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"))
-        if code:
-            self.env["PYTHONPATH"] = code
-        self.peak = 0
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "panfs", "mount", "--foreground", "--config", str(self.cfg),
-             str(self.mnt)],
-            stderr=subprocess.DEVNULL, env=self.env, cwd=self.base,
-        )  # fmt: skip
-        wait_mount(self.mnt, self.proc)
-
-    def rss(self) -> int:
-        self.peak = max(self.peak, peak_rss(self.proc.pid))
-        return self.peak
-
-    def stop(self) -> None:
-        self.rss()
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mnt)])
-        self.proc.terminate()
-        self.proc.wait(60)
 
 
 def completes(drive: Drive) -> int:
@@ -202,22 +146,21 @@ def panfs_round(
     drive: Drive, tmp: Path, src: Path, n: int, code: str | None, profile: str | None
 ) -> dict[str, float]:
     out: dict[str, float] = {}
-    m = Panfs(drive, tmp, code)
-    try:
+    with PanfsMount(drive, tmp, upload={"rapid_upload": False}, code=code) as m:
         before = completes(drive)
         spy = None
         if profile:
             spy = subprocess.Popen(
                 [shutil.which("py-spy") or "py-spy", "record", "-r", "250", "-f", "raw",
-                 "-o", profile, "-p", str(m.proc.pid)],
+                 "-o", profile, "-p", str(m.pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
             time.sleep(1.0)
         t0 = time.perf_counter()
-        out["cp -r"] = run("cp", "-r", str(src), str(m.mnt / "cp"))
-        if spy is not None:
-            spy.send_signal(2)
-            spy.wait(60)
+        try:
+            out["cp -r"] = run("cp", "-r", str(src), str(m.mnt / "cp"))
+        finally:
+            stop(spy, wait=60, sig=signal.SIGINT)  # py-spy writes its profile and exits
         wait_until(lambda: completes(drive) - before >= n)
         out["cp -r: until all on the drive"] = time.perf_counter() - t0
         before = completes(drive)
@@ -231,10 +174,8 @@ def panfs_round(
         m.stop()
         m.start()
         out["find after a remount"] = run("find", str(m.mnt), "-type", "f", "-printf", "")
-        out["peak RSS MiB"] = m.rss() / MiB
-    finally:
         m.stop()
-        shutil.rmtree(m.base, ignore_errors=True)
+        out["peak RSS MiB"] = m.rss() / MiB
     return out
 
 
@@ -250,68 +191,35 @@ def passthrough_round(tmp: Path, src: Path) -> float:
         wait_mount(mnt, p)
         return run("cp", "-r", str(src), str(mnt / "cp"))
     finally:
-        subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
-        p.terminate()
-        p.wait(10)
+        unmount(mnt, p, wait=10)
         shutil.rmtree(back, ignore_errors=True)
 
 
 def rclone_round(rclone: str, tmp: Path, src: Path, n: int) -> dict[str, float]:
-    served, mnt, cache = tmp / "rc-remote", tmp / "rc-mnt", tmp / "rc-cache"
-    for d in (served, mnt, cache):
-        shutil.rmtree(d, ignore_errors=True)
-        d.mkdir()
-    port, rc_port = free_port(), free_port()
-    env = dict(
-        os.environ,
-        RCLONE_CONFIG_BENCH_TYPE="webdav",
-        RCLONE_CONFIG_BENCH_URL=f"http://127.0.0.1:{port}",
-        RCLONE_CONFIG_BENCH_VENDOR="other",
-    )
-    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    server = subprocess.Popen(
-        [rclone, "serve", "webdav", str(served), "--addr", f"127.0.0.1:{port}"], **quiet
-    )
-    mount = None
+    served = tmp / "rc-remote"
+    shutil.rmtree(served, ignore_errors=True)
+    served.mkdir()
     out: dict[str, float] = {}
-
-    def uploaded(sub: str) -> bool:
-        r = subprocess.run(
-            [rclone, "rc", "vfs/stats", "--url", f"http://127.0.0.1:{rc_port}/"],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        try:
-            disk = json.loads(r.stdout).get("diskCache", {})
-        except ValueError:
-            return False
-        busy = disk.get("uploadsInProgress") or disk.get("uploadsQueued")
-        return not busy and sum(1 for p in (served / sub).rglob("*") if p.is_file()) >= n
-
     try:
-        time.sleep(1.0)
-        mount = subprocess.Popen(
-            [rclone, "mount", "bench:", str(mnt), "--vfs-cache-mode", "writes",
-             "--cache-dir", str(cache), "--rc", "--rc-addr", f"127.0.0.1:{rc_port}",
-             "--rc-no-auth"],
-            env=env, **quiet,
-        )  # fmt: skip
-        wait_mount(mnt, mount)
-        t0 = time.perf_counter()
-        out["cp -r"] = run("cp", "-r", str(src), str(mnt / "cp"))
-        wait_until(lambda: uploaded("cp"))
-        out["cp -r: until all on the drive"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out["rsync -a"] = run("rsync", "-a", str(src) + "/", str(mnt / "rs"))
-        wait_until(lambda: uploaded("rs"))
-        out["rsync -a: until all on the drive"] = time.perf_counter() - t0
-        out["rsync -a again, nothing changed"] = run("rsync", "-a", str(src) + "/", str(mnt / "rs"))
-        out["peak RSS MiB"] = peak_rss(mount.pid) / MiB
+        with RcloneMount(rclone, served, tmp) as rc:
+
+            def uploaded(sub: str) -> bool:
+                files = sum(1 for p in (served / sub).rglob("*") if p.is_file())
+                return not rc.busy() and files >= n
+
+            t0 = time.perf_counter()
+            out["cp -r"] = run("cp", "-r", str(src), str(rc.mnt / "cp"))
+            wait_until(lambda: uploaded("cp"))
+            out["cp -r: until all on the drive"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out["rsync -a"] = run("rsync", "-a", str(src) + "/", str(rc.mnt / "rs"))
+            wait_until(lambda: uploaded("rs"))
+            out["rsync -a: until all on the drive"] = time.perf_counter() - t0
+            out["rsync -a again, nothing changed"] = run(
+                "rsync", "-a", str(src) + "/", str(rc.mnt / "rs")
+            )
+            out["peak RSS MiB"] = rc.rss() / MiB
     finally:
-        subprocess.run(["fusermount3", "-u", "-z", str(mnt)])
-        for proc in (mount, server):
-            if proc is not None:
-                proc.terminate()
-                proc.wait(30)
         shutil.rmtree(served, ignore_errors=True)
     return out
 
@@ -360,38 +268,32 @@ def main() -> None:
         for k, v in figures.items():
             results.setdefault(who, {}).setdefault(k, []).append(v)
 
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp_s:
-        tmp = Path(tmp_s)
+    with bench_tmp() as tmp:
         src = tmp / "src"
         total = make_tree(src, a.files)
         print(f"{a.files} files, {total / MiB:.1f} MiB")
-        split = split_cpus()
-        drive = Drive(tmp / "drive", split[0] if split else None)
-        if split:
-            os.sched_setaffinity(0, split[1])
-            print(f"server on CPUs {sorted(split[0])}, clients on CPUs {sorted(split[1])}")
+        drive = pinned_drive(tmp / "drive")
         try:
-            for r in range(a.rounds):
-                runs = ["local", "passthrough", "panfs"]
-                runs += ["before"] if a.baseline_code else []
-                runs += ["rclone"] if rclone else []
-                for which in runs if r % 2 == 0 else runs[::-1]:
-                    settle_disk()
-                    if which == "local":
-                        dst = tmp / "local"
-                        note("local disk", {"cp -r": run("cp", "-r", str(src), str(dst))})
-                        shutil.rmtree(dst)
-                    elif which == "passthrough":
-                        note("pass-through", {"cp -r": passthrough_round(tmp, src)})
-                    elif which == "panfs":
-                        prof = a.profile if r == 0 else None
-                        note("panfs", panfs_round(drive, tmp, src, a.files, None, prof))
-                    elif which == "before":
-                        note("panfs before", panfs_round(drive, tmp, src, a.files,
-                                                         a.baseline_code, None))  # fmt: skip
-                    else:
-                        assert rclone is not None
-                        note("rclone", rclone_round(rclone, tmp, src, a.files))
+            runs = ["local", "passthrough", "panfs"]
+            runs += ["before"] if a.baseline_code else []
+            runs += ["rclone"] if rclone else []
+            for r, which in alternating(runs, a.rounds):
+                settle_disk()
+                if which == "local":
+                    dst = tmp / "local"
+                    note("local disk", {"cp -r": run("cp", "-r", str(src), str(dst))})
+                    shutil.rmtree(dst)
+                elif which == "passthrough":
+                    note("pass-through", {"cp -r": passthrough_round(tmp, src)})
+                elif which == "panfs":
+                    prof = a.profile if r == 0 else None
+                    note("panfs", panfs_round(drive, tmp, src, a.files, None, prof))
+                elif which == "before":
+                    note("panfs before", panfs_round(drive, tmp, src, a.files,
+                                                     a.baseline_code, None))  # fmt: skip
+                else:
+                    assert rclone is not None
+                    note("rclone", rclone_round(rclone, tmp, src, a.files))
         finally:
             drive.close()
     print(f"machine load at the end: {os.getloadavg()[0]:.2f} (1 min average, 2 cores shared)")
