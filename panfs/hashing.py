@@ -18,8 +18,12 @@ import xxhash
 CHUNK = 1 << 20
 
 
-def _range_hash(path: str, offset: int, length: int, algos: tuple[str, ...]) -> dict[str, Any]:
-    hs: dict[str, Any] = {a: (xxhash.xxh3_64() if a == "xxh3" else hashlib.new(a)) for a in algos}
+def _range_hash(
+    path: str, offset: int, length: int, algos: tuple[str, ...], hs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Hashers of ``algos`` fed [offset, offset+length); ``hs`` to go on feeding given ones."""
+    if hs is None:
+        hs = {a: (xxhash.xxh3_64() if a == "xxh3" else hashlib.new(a)) for a in algos}
     fd = os.open(path, os.O_RDONLY)
     try:
         pos, end = offset, offset + length
@@ -40,9 +44,16 @@ async def range_digests(path: str, offset: int, length: int, *algos: str) -> dic
     return {a: h.hexdigest().upper() for a, h in hs.items()}
 
 
-async def sha1_hasher(path: str, length: int) -> Any:
-    """A SHA-1 object over the first ``length`` bytes (to continue feeding)."""
-    hs = await trio.to_thread.run_sync(_range_hash, path, 0, length, ("sha1",))
+async def sha1_hasher(path: str, length: int, base: Any = None, covered: int = 0) -> Any:
+    """A SHA-1 object over the first ``length`` bytes (to continue feeding). Given ``base``,
+    a SHA-1 over the first ``covered`` ≤ ``length`` bytes, only the bytes after those are
+    read (a copy of ``base`` goes on)."""
+    if base is None or covered > length:
+        base, covered = None, 0
+    start = {"sha1": base.copy()} if base is not None else None
+    hs = await trio.to_thread.run_sync(
+        _range_hash, path, covered, length - covered, ("sha1",), start
+    )
     return hs["sha1"]
 
 

@@ -123,16 +123,6 @@ class Journal:
         ).fetchone()
         return Job(*row) if row else None
 
-    def superseded_file_ids(self, parent_file_id: str) -> set[str]:
-        """Drive files of superseded versions in a folder: a listing must not resurrect them
-        (one may complete on the drive just before its session notices and trashes it)."""
-        rows = self.conn.execute(
-            "SELECT file_id FROM jobs WHERE state = 'superseded' AND file_id IS NOT NULL"
-            " AND created_parent = ?",
-            (parent_file_id,),
-        ).fetchall()
-        return {r[0] for r in rows}
-
     def due(self, now: float, skip: Iterable[int], limit: int) -> list[int]:
         """Up to ``limit`` jobs to upload now (pending or uploading, retry time come),
         oldest first, leaving out ``skip`` (those already running)."""
@@ -480,28 +470,22 @@ class Journal:
     def note_error(self, job_id: int, error: str, next_retry_at: float) -> None:
         self._set(job_id, error=error[:300], next_retry_at=next_retry_at)
 
-    def mark_landed(self, job_id: int) -> bool:
-        """complete answered and the hashes agreed: this version is now the name on the
-        drive. Sync, in the same step as the check that the job is not superseded."""
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE jobs SET landed_at = ?, updated_at = ? WHERE id = ?"
-                " AND state = 'uploading'",
-                (time.time(), time.time(), job_id),
-            )
-        return cur.rowcount == 1
-
-    def note_file(self, job_id: int, file_id: str, parent_file_id: str, name: str) -> None:
-        """A drive file exists for this job (rapid upload): recorded whatever the job's
-        state, so a superseded job's file is found and trashed."""
+    def mark_landed(self, job_id: int) -> None:
+        """complete answered and the check agreed: this version is now the name on the
+        drive, and its session is forgotten (a crash from here resumes at the post-steps).
+        Sync, in the same step as the check that the job is not superseded."""
+        now = time.time()
         with self.conn:
             self.conn.execute(
-                "UPDATE jobs SET file_id = ?, upload_id = NULL, created_parent = ?,"
-                " created_name = ?, updated_at = ? WHERE id = ?",
-                (file_id, parent_file_id, name, time.time(), job_id),
+                "UPDATE jobs SET landed_at = ?, upload_id = NULL, updated_at = ? WHERE id = ?"
+                " AND state = 'uploading'",
+                (now, now, job_id),
             )
 
-    def mark_rapid(self, job_id: int, file_id: str, parent_file_id: str, name: str) -> None:
+    def note_file(self, job_id: int, file_id: str, parent_file_id: str, name: str) -> None:
+        """A drive file of this job is (or will be) at (folder, name): recorded whatever the
+        job's state, so a superseded job's file is still found and trashed; also each step
+        of the post-steps' move (the file's place, journaled as it lands)."""
         with self.conn:
             self.conn.execute(
                 "UPDATE jobs SET file_id = ?, upload_id = NULL, created_parent = ?,"

@@ -25,7 +25,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from panfs.errors import (
     PartConflict,
     PartError,
     PermanentError,
+    RateLimitedError,
     RemoteNotFoundError,
     SessionGone,
     TransientError,
@@ -45,7 +46,7 @@ from panfs.errors import (
 )
 from panfs.hashing import PartBody, range_digests, read_at, sha1_hasher
 from panfs.journal import Job, Journal, PartRecord, identity
-from panfs.remote.drive import Drive
+from panfs.remote.drive import MAX_PARTS, Drive
 from panfs.remote.models import CreateResult, RapidProof, RemoteFile, UploadUrl
 from panfs.remote.responses import PreHashMatchedError
 from panfs.remote.retry import backoff
@@ -53,7 +54,6 @@ from panfs.remote.retry import backoff
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-MAX_PARTS = 10000
 MAX_REALIGN = 50  # realignments within one run before giving the job back to the scheduler
 MAX_SESSIONS_GONE = 5  # new sessions within one run before giving the job back to the scheduler
 MAX_PART_FAILURES = 8  # transient part failures within one run before the scheduler takes over
@@ -122,30 +122,19 @@ class UploadSession:
         landing: trio.Lock | None = None,
     ) -> None:
         self.client = client
-        # held from complete to the end of the post-steps (the mount takes it to rename
-        # or unlink this upload's file): the two never interleave
+        # held from the last supersede check to the end of the post-steps (the mount takes
+        # it to rename or unlink this upload's file): the two never interleave
         self.landing = landing or trio.Lock()
-        self._landing_held = False
         self.journal = journal
         self.job_id = job_id
         self.settings = settings
         self.on_progress = on_progress or (lambda job_id, sent: None)
         self.urls: dict[int, UploadUrl] = {}
-        self.resent_checks = 0
         # is this session's part ETag the MD5 of the part? None until a part shows it
         self.etag_md5: bool | None = None
-
-    @contextlib.asynccontextmanager
-    async def _landing(self) -> AsyncIterator[None]:
-        if self._landing_held:
-            yield
-            return
-        async with self.landing:
-            self._landing_held = True
-            try:
-                yield
-            finally:
-                self._landing_held = False
+        # the whole file's SHA-1 once every part was sent (a lost complete answer is then
+        # checked without hashing the file again)
+        self.digest: str | None = None
 
     def job(self) -> Job:
         job = self.journal.get(self.job_id)
@@ -170,8 +159,10 @@ class UploadSession:
             now_ident = await trio.to_thread.run_sync(identity, job.source)
         except FileNotFoundError:
             raise UploadFailed(f"{job.source} no longer exists; nothing to upload") from None
-        if now_ident != job.identity:
+        landed = job.landed_at is not None or bool(job.file_id and not job.upload_id)
+        if now_ident != job.identity and not landed:
             # the local file changed since the session was planned: never mix old and new bytes
+            # (a version already complete on the drive finishes landing as it is)
             log.info("%s changed locally: new session", job.source)
             self.journal.set_identity(self.job_id, now_ident)
             self.journal.drop_session(self.job_id)
@@ -211,10 +202,7 @@ class UploadSession:
 
     async def _converge(self, job: Job) -> None:
         if job.file_id and not job.upload_id:
-            async with self._landing():  # completed (or rapid), post-steps may remain
-                self.job()
-                self.journal.mark_landed(self.job_id)
-                await self._finish(self.job(), None)
+            await self._land()  # completed and checked (or rapid): post-steps may remain
             return
         if job.file_id and job.upload_id:
             offset, next_part = await self._reconcile(job)
@@ -268,6 +256,7 @@ class UploadSession:
             return False
         head = (await range_digests(job.source, 0, min(1024, job.size), "sha1"))["sha1"]
         part = plan_part_size(job.size, s.part_size)
+        full: str | None = None  # the file's SHA-1, once the pre-hash matched
         try:
             res = await self.client.create_file(
                 job.parent_file_id, job.name, job.size, part_sizes(job.size, part), pre_hash=head
@@ -291,7 +280,10 @@ class UploadSession:
             return True
         self.job()
         self._record_session(job, res, part)
-        await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
+        if full is not None:  # hashed already: the parts need not feed a SHA-1
+            await self._stream(self.job(), 0, 1, None, full)
+        else:
+            await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
         return True
 
     async def _empty(self, job: Job) -> bool:
@@ -323,10 +315,7 @@ class UploadSession:
         so a version superseded meanwhile is found and trashed by the reaper; then, under
         the landing lock, it lands like any completed upload."""
         self.journal.note_file(self.job_id, file_id, job.parent_file_id, job.name)
-        async with self._landing():
-            self.job()
-            self.journal.mark_landed(self.job_id)
-            await self._finish(self.job(), sha1)
+        await self._land()
 
     # -- reconciliation with the server ---------------------------------------------------
     def _planned_size(self, job: Job, offset: int) -> int:
@@ -360,9 +349,11 @@ class UploadSession:
                 # the journal lacks it and the drive gives no ETag: it cannot be verified
                 raise UnverifiablePart(f"part {i} on the drive cannot be verified (no ETag)")
             d = await range_digests(job.source, offset, size, "md5", "xxh3")
-            self.resent_checks += 1
             if d["md5"] != p.etag:
-                raise CorruptSession(f"part {i} on the drive differs from the local bytes")
+                if self.etag_md5:  # this session's ETags are MD5s: the part really differs
+                    raise CorruptSession(f"part {i} on the drive differs from the local bytes")
+                # an opaque ETag (or not yet known to be an MD5) proves nothing either way
+                raise UnverifiablePart(f"part {i} on the drive cannot be verified (its ETag)")
             self.etag_md5 = True
             self.journal.record_part(
                 self.job_id, PartRecord(i, offset, size, p.etag, d["xxh3"], time.time())
@@ -381,20 +372,18 @@ class UploadSession:
             return False
         if remote.size != job.size or remote.type == "folder":
             return False
-        if not await self._same_content(job, remote, None):
+        if not await self._same_content(job, remote, self.digest):
             return False
-        async with self._landing():
-            self.job()  # superseded: the reaper trashes the completed file (the job holds it)
-            self.journal.mark_rapid(
-                self.job_id, job.file_id, job.created_parent or "", job.created_name or ""
-            )
-            self.journal.mark_landed(self.job_id)
-            await self._finish(self.job(), remote.content_hash or None)
+        await self._land()  # superseded: the reaper trashes the file (the job holds it)
         return True
 
-    async def _same_content(self, job: Job, remote: RemoteFile, sha1: str | None) -> bool:
+    async def _same_content(
+        self, job: Job, remote: RemoteFile, sha1: str | None, *, answered: bool = False
+    ) -> bool:
         """The whole-file check: the drive's ``content_hash`` when it gives one (SHA-1);
-        else the size and a read-back of the first and last part (ranged GETs)."""
+        else the size and a read-back of the first and last part (ranged GETs). A file the
+        drive gives no URL for passes on its size alone only when ``complete`` itself just
+        ``answered`` for it; a gone session's file found by id needs more than its size."""
         if remote.size != job.size:
             return False
         if remote.content_hash:
@@ -413,6 +402,9 @@ class UploadSession:
                     return False
         except NoDownloadUrl:
             log.info("%s: no download URL to check it by; its size agrees", job.remote_path)
+            return answered
+        except RemoteNotFoundError:
+            return False
         return True
 
     # -- the part loop ---------------------------------------------------------------------
@@ -444,15 +436,17 @@ class UploadSession:
                 raise UploadFailed(f"the drive gave no upload URL for part {n}")
         return u.url
 
-    async def _stream(self, job: Job, offset: int, n: int, sha1: Any) -> None:
+    async def _stream(
+        self, job: Job, offset: int, n: int, sha1: Any, known: str | None = None
+    ) -> None:
         """Send parts from ``offset`` as part ``n`` onwards, then complete. If the drive
         refuses to complete (part list, size or hash check), its parts are re-listed and
         whatever it lacks is sent again; a second refusal with nothing missing stops the
         job with the drive's reason (the parts stay, nothing is deleted)."""
         refusals = 0
-        digest: str | None = None
+        digest = known
         while True:
-            digest = await self._send_parts(job, offset, n, sha1, digest)
+            digest = self.digest = await self._send_parts(job, offset, n, sha1, digest)
             try:
                 await self._complete(self.job(), digest)
                 return
@@ -518,6 +512,7 @@ class UploadSession:
 
                 nursery.start_soon(whole)
             realigns = failures = 0
+            expired: set[int] = set()  # parts whose URL expired once already
             while offset < job.size or (job.size == 0 and n == 1):
                 length = min(part, job.size - offset)
                 self.job()  # superseded? stop sending
@@ -529,13 +524,24 @@ class UploadSession:
                     realigns += 1
                     if realigns > MAX_REALIGN:
                         raise
-                    offset, n, sha1 = await self._realign(job, sha1)
+                    offset, n, sha1 = await self._realign(job, sha1, offset)
                     continue
                 except PartError as e:
-                    if e.url_expired:
-                        self.urls.pop(n, None)
-                        continue
-                    raise
+                    if not e.url_expired:
+                        raise
+                    if n in expired:  # a fresh URL refused as expired too: no loop here
+                        raise TransientError(
+                            f"part {n}: a fresh upload URL was refused as expired too",
+                            status=e.status,
+                            code=e.code,
+                        ) from None
+                    expired.add(n)
+                    self.urls.pop(n, None)
+                    continue
+                except RateLimitedError as e:
+                    # the upload host asks to wait: nothing was stored, nothing to re-list
+                    await trio.sleep(e.retry_after)
+                    continue
                 except TransientError as e:
                     # a 5xx (whatever its body), a cut connection: the part may or may not
                     # be stored, so the drive's list decides what goes next
@@ -547,7 +553,7 @@ class UploadSession:
                              self.job_id, n, e.describe(), delay)  # fmt: skip
                     self.journal.note_error(self.job_id, e.describe(), time.time() + delay)
                     await trio.sleep(delay)
-                    offset, n, sha1 = await self._realign(job, sha1)
+                    offset, n, sha1 = await self._realign(job, sha1, offset)
                     continue
                 crashpoint.reach("after_part_ack")
                 local = body.md5.hexdigest().upper()
@@ -560,7 +566,7 @@ class UploadSession:
                     realigns += 1
                     if realigns > MAX_REALIGN:
                         raise CorruptSession("the drive's ETags keep differing from ours")
-                    offset, n, sha1 = await self._realign(job, sha1)
+                    offset, n, sha1 = await self._realign(job, sha1, offset)
                     continue
                 self.journal.record_part(
                     self.job_id,
@@ -584,21 +590,20 @@ class UploadSession:
                 nursery.cancel_scope.cancel()  # an early answer must not leave it waiting
         return etag
 
-    async def _realign(self, job: Job, sha1: Any) -> tuple[int, int, Any]:
+    async def _realign(self, job: Job, sha1: Any, covered: int) -> tuple[int, int, Any]:
+        """Re-list the drive's parts and go on from where it is. The running SHA-1 covers
+        [0, ``covered``): it is kept, or fed only the bytes the drive has beyond it (a 5xx
+        leaves the offset where it was: nothing is read again); hashed anew only when the
+        drive is behind it."""
         offset, n = await self._reconcile(job)
-        if sha1 is not None:
-            sha1 = await sha1_hasher(job.source, offset)
+        if sha1 is not None and offset != covered:
+            sha1 = await sha1_hasher(job.source, offset, sha1, covered)
         return offset, n, sha1
 
     # -- completion ------------------------------------------------------------------------
     async def _complete(self, job: Job, sha1: str) -> None:
-        async with self._landing():
-            await self._complete_locked(job, sha1)
-
-    async def _complete_locked(self, job: Job, sha1: str) -> None:
         assert job.file_id
         assert job.upload_id
-        await self.client.ready()  # a due token refresh happens before the last check
         crashpoint.reach("before_complete")
         remote = await self.client.complete(job.file_id, job.upload_id, before_send=self._check)
         crashpoint.reach("after_complete")
@@ -612,28 +617,30 @@ class UploadSession:
             # some readings leave content_hash out of complete's answer: ask the file
             with contextlib.suppress(RemoteNotFoundError):
                 remote = await self.client.get_file(job.file_id)
-        if not await self._same_content(job, remote, sha1):
+        if not await self._same_content(job, remote, sha1, answered=True):
             await self._trash(job.file_id, "it differed from the local bytes")
             raise CorruptSession(
                 f"the drive's file (size {remote.size}, content_hash "
                 f"{remote.content_hash or 'none'}) differs from ours (SHA-1 {sha1})"
             )
-        latest = self.journal.get(self.job_id)
-        if latest is None or latest.state == "superseded":
-            # superseded while the file was checked: it must not stay visible either
-            await self._trash(job.file_id, "superseded while its upload was checked")
-            raise Superseded()
-        # one step with the check above (no await between): from here on this version IS
-        # the name on the drive; a newer version replaces it instead of superseding it
-        self.journal.mark_landed(self.job_id)
-        log.debug("job %d landed as %s", self.job_id, job.file_id)
-        if (latest.created_parent, latest.created_name) != (latest.parent_file_id, latest.name):
-            # completed and checked: from here only the post-steps remain (durable; without
-            # post-steps a crash here is found by the gone session and the file's check)
-            self.journal.mark_rapid(
-                self.job_id, job.file_id, job.created_parent or "", job.created_name or ""
-            )
-        await self._finish(self.job(), sha1)
+        await self._land()
+
+    async def _land(self) -> None:
+        """The file is complete on the drive and checked. Under the landing lock, in one step
+        with the check that no newer version superseded it (no await between), this version
+        becomes the name on the drive (``landed_at``; the session is forgotten: a crash from
+        here resumes at the post-steps); a newer version replaces it instead of superseding
+        it. A superseded one is trashed at once (doomed first, so a crash before the trash
+        is finished by the reaper)."""
+        async with self.landing:
+            latest = self.journal.get(self.job_id)
+            if latest is None or latest.state == "superseded":
+                if latest is not None and latest.file_id:
+                    await self._trash(latest.file_id, "superseded before it landed")
+                raise Superseded()
+            self.journal.mark_landed(self.job_id)
+            log.debug("job %d landed as %s", self.job_id, latest.file_id)
+            await self._finish()
 
     def _check(self) -> None:
         """Right before complete goes out: a newer version exists? Never complete over it."""
@@ -644,15 +651,15 @@ class UploadSession:
         await self.client.trash(file_id)
         self.journal.trashed(file_id)
 
-    async def _finish(self, job: Job, sha1: str | None) -> None:
-        """After the check agreed: follow renames (a move, then a rename: two steps, each
+    async def _finish(self) -> None:
+        """After the version landed: follow renames (a move, then a rename: two steps, each
         journaled as it lands), retire the replaced version, mark done."""
         job = self.job()  # abandoned (its name was removed)? the reaper trashes the file
         assert job.file_id
         file_id = job.file_id
 
         def step(parent: str, name: str) -> None:
-            self.journal.mark_rapid(self.job_id, file_id, parent, name)
+            self.journal.note_file(self.job_id, file_id, parent, name)
 
         while (job.created_parent, job.created_name) != (job.parent_file_id, job.name):
             try:

@@ -6,30 +6,7 @@ into a typed value or a classified ``RemoteError``; bounded retry of API calls.
 Must not: know about files, journals, FUSE, or decide upload policy (the upload
 session does); retry part PUTs (their recovery needs the session's reconciliation).
 
-CONTRACT (implemented in this module; the uploader and the mount rely on it):
-
-    async with open_client(settings, state_dir) as client:   # resolves drive_id
-        client.drive_id: str
-        await client.drive_info() -> DriveInfo
-        await client.space_info() -> SpaceInfo
-        await client.list_folder(parent_file_id) -> list[RemoteFile]      # every page
-        await client.get_file(file_id) -> RemoteFile
-        await client.get_by_path("/a/b") -> RemoteFile
-        await client.create_folder(parent_file_id, name, check_name_mode="refuse") -> CreateResult
-        await client.create_file(parent_file_id, name, size, part_sizes,
-                                 check_name_mode="ignore", pre_hash=None, rapid=None)
-                                 -> CreateResult          # PreHashMatched -> PreHashMatchedError
-        await client.get_upload_urls(file_id, upload_id, part_numbers) -> dict[int, UploadUrl]
-        await client.list_uploaded_parts(file_id, upload_id) -> list[UploadedPart]  # every page
-        await client.complete(file_id, upload_id, before_send=None) -> RemoteFile
-                                 # CompleteRejected on a failed check, SessionGone
-        await client.rename(file_id, new_name, check_name_mode="refuse") -> RemoteFile
-        await client.move(file_id, to_parent_file_id, new_name=None, on_step=None) -> None
-        await client.trash(file_id) -> None            # already gone counts as success
-        await client.delete(file_id) -> None           # already gone counts as success
-        await client.get_download_url(file_id) -> DownloadUrl    # NoDownloadUrl
-        await client.download_range(url, start, end_exclusive) -> bytes
-        await client.put_part(url, body, length) -> str   # server ETag, quotes stripped
+The calls the rest of panfs relies on are the ``Drive`` protocol (``remote/drive.py``).
 
 Every API call goes through ``retry.Retry`` (one loop, one back-off) and the
 client's ``Pacer`` (the official per-endpoint limits, ``remote.rate_limits``): a
@@ -55,7 +32,14 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -88,24 +72,14 @@ from panfs.remote.models import (
 )
 from panfs.remote.responses import (
     AccessTokenError,
-    PreHashMatchedError,
     UrlExpiredError,
     classify,
     classify_oss,
 )
-from panfs.remote.retry import Pacer, Retry, backoff, normalize_limits
+from panfs.remote.retry import Pacer, Retry, normalize_limits
 from panfs.remote.settings import RemoteSettings
 from panfs.remote.tokens import TokenFile, TokenState
 from panfs.remote.urls import url_expiry
-
-__all__ = [
-    "OpenApiClient",
-    "PreHashMatchedError",
-    "RapidProof",
-    "UrlExpiredError",
-    "backoff",
-    "open_client",
-]
 
 log = logging.getLogger(__name__)
 
@@ -286,11 +260,6 @@ class OpenApiClient:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.tokens.save, self._state)
             raise
-
-    async def ready(self) -> None:
-        """Refresh the access token now if it is due (so a caller's next call does not
-        wait for one)."""
-        await self._token()
 
     # -- the API call loop -------------------------------------------------------------
     async def call(
@@ -654,10 +623,6 @@ class OpenApiClient:
                 "openFile/recyclebin/trash", {"drive_id": self.drive_id, "file_id": file_id}
             )
 
-    async def delete(self, file_id: str) -> None:
-        with contextlib.suppress(RemoteNotFoundError):  # already gone counts as success
-            await self.call("openFile/delete", {"drive_id": self.drive_id, "file_id": file_id})
-
     # -- bytes ---------------------------------------------------------------------------
     async def get_download_url(self, file_id: str) -> DownloadUrl:
         """A URL for ranged GETs, asked for ``expire_sec`` 14400. A file the drive gives no
@@ -700,32 +665,16 @@ class OpenApiClient:
         end = start + len(buf)
 
         async def once() -> int:
-            n = 0
+            # identity: the bytes are cached and hashed as sent, never a compressed form
+            headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
             try:
-                # identity: the bytes are cached and hashed as sent, never a compressed form
-                headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
                 async with self.http.stream("GET", url, headers=headers) as resp:
                     if resp.status_code not in (200, 206):
-                        body = await resp.aread()
-                        err = classify_oss(resp.status_code, body, dict(resp.headers))
-                        if resp.status_code == 403 and "expired" in err.message.lower():
-                            raise UrlExpiredError(
-                                err.message, status=403, code=err.code, body_start=err.body_start
-                            )
-                        raise err
+                        raise _download_error(resp.status_code, await resp.aread(), resp.headers)
                     skip = start if resp.status_code == 200 else 0  # the whole file came
-                    async for piece in resp.aiter_raw():
-                        if skip:
-                            cut = min(skip, len(piece))
-                            piece, skip = piece[cut:], skip - cut
-                        take = min(len(piece), len(buf) - n)
-                        buf[n : n + take] = piece[:take] if take < len(piece) else piece
-                        n += take
-                        if n == len(buf):
-                            break
+                    return await _fill(buf, resp.aiter_raw(), skip)
             except httpx.TransportError as e:
                 raise NetworkError(f"download: {type(e).__name__}: {e}") from None
-            return n
 
         if not buf:
             return 0
@@ -751,6 +700,29 @@ async def proof_code(token: str, rapid: RapidProof) -> str:
     start = int(hashlib.md5(token.encode()).hexdigest()[:16], 16) % rapid.size
     data = await rapid.read_at(start, min(8, rapid.size - start))
     return base64.b64encode(data).decode()
+
+
+def _download_error(status: int, body: bytes, headers: Mapping[str, str]) -> RemoteError:
+    err = classify_oss(status, body, dict(headers))
+    if status == 403 and "expired" in err.message.lower():
+        return UrlExpiredError(err.message, status=403, code=err.code, body_start=err.body_start)
+    return err
+
+
+async def _fill(buf: bytearray, pieces: AsyncIterator[bytes], skip: int) -> int:
+    """Copy a body into ``buf`` (after ``skip`` bytes). The body is read to its end (a
+    ranged answer ends with the range; leaving httpx's nested body iterators half-read
+    would leave them to the garbage collector)."""
+    n = 0
+    async for piece in pieces:
+        if skip:
+            cut = min(skip, len(piece))
+            piece, skip = piece[cut:], skip - cut
+        take = min(len(piece), len(buf) - n)
+        if take:
+            buf[n : n + take] = piece[:take] if take < len(piece) else piece
+            n += take
+    return n
 
 
 # token endpoint codes that blame the app's credentials, not the refresh token (protocol §1.1)

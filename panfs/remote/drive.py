@@ -24,8 +24,7 @@ from panfs.remote.models import (
     UploadUrl,
 )
 
-# the part limits of the service (protocol §4.11)
-MIN_PART = 100 * 1024  # every part but the last
+# the service's limit on parts per upload (protocol §4.11)
 MAX_PARTS = 10000
 
 
@@ -54,7 +53,6 @@ class Drive(Protocol):
     async def trash(self, file_id: str) -> None: ...
 
     # -- upload ---------------------------------------------------------------------------
-    async def ready(self) -> None: ...
     async def create_file(
         self,
         parent_file_id: str,
