@@ -16,6 +16,7 @@ import logging
 import math
 import random
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -82,7 +83,8 @@ class Uploader:
         self.progress: dict[int, LiveProgress] = {}
         self._wake = trio.Event()
         self._reaped = trio.Event()
-        self._landing: dict[int, trio.Lock] = {}
+        # a lock lives while someone holds or waits for it (or is about to): no clean-up
+        self._landing: weakref.WeakValueDictionary[int, trio.Lock] = weakref.WeakValueDictionary()
         self._changed = trio.Event()
         self._rng = random.Random()
         # called (sync, on the trio thread) whenever a job's worker stops, whatever the outcome
@@ -91,7 +93,10 @@ class Uploader:
     def landing(self, job_id: int) -> trio.Lock:
         """Held by an upload from its complete to the end of its post-steps, and by the
         mount while it changes the name of that upload's file (rename, unlink)."""
-        return self._landing.setdefault(job_id, trio.Lock())
+        lock = self._landing.get(job_id)
+        if lock is None:
+            lock = self._landing[job_id] = trio.Lock()
+        return lock
 
     def wake(self) -> None:
         """New or changed jobs in the journal: look again. Sync, never blocks."""
@@ -101,11 +106,6 @@ class Uploader:
     def _signal(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
-
-    def flush_delays(self) -> None:
-        """Upload now what waits out its write-back delay (unmount, ``umount --wait``)."""
-        self.journal.clear_delays()
-        self.wake()
 
     async def wait_idle(self) -> None:
         """Return once no job is pending or uploading (failed and interrupted ones don't count)."""
@@ -198,9 +198,6 @@ class Uploader:
         finally:
             self.running.discard(job_id)
             self.progress.pop(job_id, None)
-            lock = self._landing.get(job_id)
-            if lock is not None and not lock.locked() and not lock.statistics().tasks_waiting:
-                del self._landing[job_id]
             self._end(job_id)
             self._signal()
             self.wake()

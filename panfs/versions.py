@@ -102,41 +102,35 @@ class Versions:
 
     # -- a version comes to be -------------------------------------------------------------
     async def ensure(self, h: Handle, *, truncate: bool = False) -> None:
-        """The writer ``h`` is about to change bytes: make sure it writes a version."""
-        if h.version is not None:
-            if truncate:
-                self.cache.truncate(h.fd, 0)
-                h.node.size = 0
-            return
-        node = h.node
-        lock = self._lock(node)
-        try:
-            async with lock:
-                if _version(h) is None:  # another task may have made it meanwhile
-                    await self._attach(h, truncate)
-                elif truncate:
-                    self.cache.truncate(h.fd, 0)
-                    node.size = 0
-        finally:
-            self._unlock_idle(node, lock)
+        """The writer ``h`` is about to change bytes: make sure it writes a version (empty,
+        with ``truncate``: nothing is copied that would be cut at once)."""
+        if h.version is None:
+            node = h.node
+            lock = self._lock(node)
+            try:
+                async with lock:
+                    if _version(h) is None:  # another task may have made it meanwhile
+                        await self._attach(h, copy=not truncate)
+            finally:
+                self._unlock_idle(node, lock)
+        if truncate:
+            self.cache.truncate(h.fd, 0)
+            h.node.size = 0
 
-    async def _attach(self, h: Handle, truncate: bool) -> None:
+    async def _attach(self, h: Handle, *, copy: bool) -> None:
         node = h.node
         path = node.cache_path
-        if node.writers and path is not None and self.open_versions.get(path) is not None:
+        if node.writers and node.version_open and path is not None:
             pass  # another writer has this version open already: share it
         elif (path := self._reopen(node)) is not None:
             pass  # nothing depends on the current version's bytes: write in place
         else:
-            path = await self._new_file(node, copy=not truncate)
+            path = await self._new_file(node, copy=copy)
         if h.fd >= 0:
             os.close(h.fd)  # it read the previous bytes; from now on it writes this version
         h.fd = self.cache.open(path)
         h.version = path
         node.writers += 1
-        if truncate:
-            self.cache.truncate(h.fd, 0)
-            node.size = 0
 
     def _record(self, node: Node, path: str) -> None:
         self.inodes.note_version(path, node)

@@ -518,7 +518,7 @@ class Core:
             )
             if job.landed_at is not None and job.file_id and job.file_id == file_id:
                 # we moved its file ourselves: its post-steps find it in place
-                self.journal.mark_rapid(job.id, job.file_id, dst_parent.file_id, new_drive)
+                self.journal.note_file(job.id, job.file_id, dst_parent.file_id, new_drive)
             if replaces is not None and job.landed_at is None:
                 self.journal.set_replaces(job.id, replaces)
         if node.version_open and node.cache_path:
