@@ -13,15 +13,15 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fuse.conftest import Mounted
-from tests.support.core import test_sections
 from tests.support.drive import DriveReader, DriveServer
+from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.fuse
 
@@ -33,23 +33,36 @@ def page_tagged(version: int, pages: int = 3) -> bytes:
     return b"".join(f"v{version:04d}p{p:02d}|".encode().ljust(PAGE, b".") for p in range(pages))
 
 
-@pytest.fixture
-def mount(tmp_path: Path, drive: DriveServer) -> Iterator[Callable[..., Mounted]]:
-    """``mount(name="m", **sections)``: a real mount on its own cache dir, closed at the end."""
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
-    made: list[Mounted] = []
+def _settled(m: Mounted, folder: Path, check: Callable[[], object]) -> None:
+    """Once every upload is done and every replaced drive file trashed (what ``umount
+    --wait`` waits for), ``check()`` holds, and still holds after the mount listed
+    ``folder`` from the drive again (its listing expired)."""
+    from panfs.journal import Journal
+    from panfs.metadata import open_db
 
-    def make(name: str = "m", **sections: dict[str, Any]) -> Mounted:
-        m = Mounted(tmp_path / name, drive, **test_sections(**sections))
-        made.append(m)
-        return m
+    m.wait_idle()
 
-    try:
-        yield make
-    finally:
-        for m in made:
-            m.close()
+    def quiet() -> bool:
+        db = open_db(m.cache_dir / "journal.db")
+        try:
+            return not Journal(db).busy()
+        finally:
+            db.close()
+
+    wait_for(quiet, "replaced drive files to be trashed", m.proc)  # type: ignore[arg-type]
+    lists = m.drive.stats()["requests"].get("list", 0)
+
+    def relisted() -> bool:
+        os.listdir(folder)  # an expired listing is asked of the drive again
+        check()
+        return m.drive.stats()["requests"].get("list", 0) > lists
+
+    wait_for(relisted, f"a new listing of {folder}", m.proc)  # type: ignore[arg-type]
+
+
+def _arrived(drive: DriveServer, op: str, count: int) -> None:
+    """The drive has seen ``count`` ``op`` requests (counted on arrival, before any delay)."""
+    wait_for(lambda: drive.stats()["requests"].get(op, 0) >= count, f"{count} {op} requests")
 
 
 def _drive_file(reader: DriveReader, folder: str, name: str) -> bytes:
@@ -98,9 +111,13 @@ def test_replace_then_rm_stays_gone(mount: Callable[..., Mounted], drive: DriveS
     m = mount(mount={"list_ttl": 0.2})
     _office_save(m)
     os.unlink(m.path / "f")
-    time.sleep(1.0)  # past the listing TTL, and past the delayed complete
-    assert not (m.path / "f").exists()
-    assert os.listdir(m.path) == []
+
+    def gone() -> None:
+        assert not (m.path / "f").exists()
+        assert os.listdir(m.path) == []
+
+    gone()
+    _settled(m, m.path, gone)  # past the delayed complete, and past the listing TTL
     m.umount_wait()
     assert DriveReader(drive).names("/") == {}
     m.remount()
@@ -115,9 +132,12 @@ def test_replace_then_move(mount: Callable[..., Mounted], drive: DriveServer, de
     (m.path / "sub").mkdir()
     _office_save(m)
     os.rename(m.path / "f", m.path / dest)
-    assert (m.path / dest).read_bytes() == b"new\n"
-    time.sleep(1.0)
-    assert (m.path / dest).read_bytes() == b"new\n"
+
+    def moved() -> None:
+        assert (m.path / dest).read_bytes() == b"new\n"
+
+    moved()
+    _settled(m, (m.path / dest).parent, moved)
     assert sorted(os.listdir(m.path)) == (["g", "sub"] if dest == "g" else ["sub"])
     m.umount_wait()
     reader = DriveReader(drive)
@@ -136,9 +156,12 @@ def test_rm_then_mkdir_after_rewrites(mount: Callable[..., Mounted], drive: Driv
             time.sleep(0.3)
     os.unlink(m.path / "f")
     os.mkdir(m.path / "f")
-    assert os.path.isdir(m.path / "f")
-    time.sleep(1.5)  # every delayed complete answered
-    assert os.path.isdir(m.path / "f")
+
+    def folder() -> None:
+        assert os.path.isdir(m.path / "f")
+
+    folder()
+    _settled(m, m.path, folder)  # every delayed complete answered
     drive.set_faults([])
     m.umount_wait()
     items = DriveReader(drive).list("/")
@@ -228,7 +251,7 @@ def test_rename_with_newest_version_pending(
     """``mv f g`` while f's newest version is in each state: works; g shows the newest
     bytes; f is gone; after ``umount --wait`` the drive holds g once, with those bytes
     (an interrupted version is never uploaded: the drive keeps the old bytes, under g)."""
-    m = mount(mount={"list_ttl": 0.2})
+    m = mount(mount={"list_ttl": 0.2}, upload={"part_size": "100KiB"})
     (m.path / "sub").mkdir()
     f, g = m.path / "f", m.path / dest
     f.write_bytes(b"old" * 50000)  # 150 000 bytes: two parts, on the drive
@@ -252,18 +275,24 @@ def test_rename_with_newest_version_pending(
         assert new[:70000].startswith(reached)
         new = reached
     else:
-        drive.set_faults(STATES[state])  # type: ignore[arg-type]
+        rules: list[dict[str, Any]] = STATES[state]  # type: ignore[assignment]
+        op = rules[0]["op"]
+        seen = drive.stats()["requests"].get(op, 0)
+        drive.set_faults(rules)
         f.write_bytes(new)
-        time.sleep(0.3)  # the upload reaches the delayed step
+        _arrived(drive, op, seen + 1)  # the upload reached the delayed step
     os.rename(f, g)
     if fd >= 0:
         os.write(fd, b"!")
         os.close(fd)
         new += b"!"
     assert not f.exists()
-    assert g.read_bytes() == new
-    time.sleep(2.0)  # the delayed step answered, the listing expired
-    assert g.read_bytes() == new
+
+    def shown() -> None:
+        assert g.read_bytes() == new
+
+    shown()
+    _settled(m, g.parent, shown)  # the delayed step answered, the listing expired
     drive.set_faults([])
     m.umount_wait(expect=3 if state == "interrupted" else 0)  # 3: a cut-off file is left
     reader = DriveReader(drive)
