@@ -20,7 +20,7 @@ import pytest
 from tests.crash.conftest import Mounted
 from tests.support.core import test_sections
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import wait_for
+from tests.support.procs import require_fuse, wait_for
 from tests.support.scale import pick
 
 pytestmark = [pytest.mark.fuse, pytest.mark.crash, pytest.mark.slow]
@@ -84,8 +84,7 @@ def _largest_cache_file(cache: Path) -> int:
 def test_4gib_copy_cut_at_half_continues_with_rsync_append_verify(
     tmp_path: Path, drive: DriveServer
 ) -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     src = tmp_path / "big.bin"
     sha1 = _make_source(src, SIZE // MiB)
     m = Mounted(tmp_path / "m", drive, **test_sections(upload={"part_size": PART}))

@@ -21,6 +21,7 @@ import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
+from tests.support.procs import require_fuse
 from tests.support.scale import pick
 from tests.uploader.conftest import Uploads, make_file
 
@@ -44,8 +45,7 @@ def _run(*cmd: str) -> str:
 
 
 def test_rsync_mv_ls_and_reads_under_strict_profile(tmp_path: Path) -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     with DriveServer(tmp_path / "d", "--profile", "strict") as drive:
         # the big file is only on the drive: uploaded beforehand by `panfs upload`
         big = make_file(tmp_path / "big.bin", pick(200, 32) * MiB)
@@ -90,8 +90,7 @@ def test_rsync_mv_ls_and_reads_under_strict_profile(tmp_path: Path) -> None:
 def test_a_file_without_a_download_url_reads_as_eio(tmp_path: Path) -> None:
     """The strict drive gives no ``url`` for ``*.livp``: reading it is EIO, every time,
     with one log line naming the file; the mount goes on."""
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     with DriveServer(tmp_path / "d", "--profile", "strict") as drive:
         live = make_file(tmp_path / "photo.livp", 300 * 1024)
         other = make_file(tmp_path / "photo.jpg", 300 * 1024)
