@@ -22,6 +22,7 @@ import pytest
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
 from tests.support.procs import wait_for
+from tests.support.scale import pick
 
 pytestmark = pytest.mark.fuse
 
@@ -74,25 +75,30 @@ def _drive_file(reader: DriveReader, folder: str, name: str) -> bytes:
 def test_file_rewritten_150_times_lands_once(
     mount: Callable[..., Mounted], drive: DriveServer
 ) -> None:
-    """A file closed and reopened 150 times: one copy on the drive with the last bytes,
-    also read back after the listing expired and after a remount; pages never mix."""
+    """A file closed and reopened 150 times (50 in CI): one copy on the drive with the last
+    bytes, also read back after the listing expired and after a remount; pages never mix."""
     m = mount(mount={"list_ttl": 0.2})
     f = m.path / "f"
-    for v in range(150):
+    versions = pick(150, 50)
+    for v in range(versions):
         f.write_bytes(page_tagged(v))
         if v % 25 == 24:
             time.sleep(0.3)  # let the listing expire while earlier versions upload
             assert f.read_bytes() == page_tagged(v)
     m.umount_wait()
     reader = DriveReader(drive)
-    assert _drive_file(reader, "/", "f") == page_tagged(149)
+    last = page_tagged(versions - 1)
+    assert _drive_file(reader, "/", "f") == last
+    # not asserted: no session left open. A version superseded while its upload was on the
+    # way stops sending and leaves its session to the drive (the protocol has no call to
+    # abort one; the drive expires it), so how many stay open depends on timing.
     print(
-        f"uploads completed for f: {drive.landed('f')} of 150 versions; "
+        f"uploads completed for f: {drive.landed('f')} of {versions} versions; "
         f"sessions left open: {drive.open_sessions()}"
     )
     m.remount()
     time.sleep(0.3)
-    assert f.read_bytes() == page_tagged(149)
+    assert f.read_bytes() == last
     assert os.listdir(m.path) == ["f"]
 
 
@@ -178,12 +184,13 @@ def _sqlite3() -> str:
 def test_200_sqlite3_processes_leave_one_database(
     mount: Callable[..., Mounted], drive: DriveServer, tmp_path: Path
 ) -> None:
-    """200 separate ``sqlite3`` runs inserting into one a.db: one a.db on the drive (no
-    journal left), intact when read on a fresh mount; prints the uploads it took."""
+    """200 separate ``sqlite3`` runs (40 in CI) inserting into one a.db: one a.db on the
+    drive (no journal left), intact when read on a fresh mount; prints the uploads it took."""
     tool = _sqlite3()
     m = mount(mount={"list_ttl": 0.5})
     db = m.path / "a.db"
-    for i in range(200):
+    runs = pick(200, 40)
+    for i in range(runs):
         sql = (
             "CREATE TABLE IF NOT EXISTS t(i INTEGER, pad TEXT);"
             f"INSERT INTO t VALUES({i}, hex(randomblob(300)));"
@@ -194,7 +201,7 @@ def test_200_sqlite3_processes_leave_one_database(
     reader = DriveReader(drive)
     assert reader.names("/") == {"a.db": 1}
     completed = drive.landed("a.db")
-    print(f"sqlite3: {completed} uploads of a.db completed for 200 runs "
+    print(f"sqlite3: {completed} uploads of a.db completed for {runs} runs "
           f"(server complete calls: {drive.stats()['requests'].get('complete', 0)})")  # fmt: skip
     fresh = mount("fresh")
     copy = tmp_path / "copy.db"
@@ -202,7 +209,7 @@ def test_200_sqlite3_processes_leave_one_database(
     con = sqlite3.connect(copy)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert con.execute("SELECT count(*), sum(i) FROM t").fetchone() == (200, sum(range(200)))
+        assert con.execute("SELECT count(*), sum(i) FROM t").fetchone() == (runs, sum(range(runs)))
     finally:
         con.close()
     r = subprocess.run(
