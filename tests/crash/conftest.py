@@ -1,5 +1,5 @@
-"""Crash tests reuse the real-mount fixture."""
+"""Crash tests reuse the real-mount fixtures."""
 
-from tests.fuse.conftest import Mounted, mounted
+from tests.fuse.conftest import Mounted, mount, mounted
 
-__all__ = ["Mounted", "mounted"]
+__all__ = ["Mounted", "mount", "mounted"]

@@ -17,6 +17,7 @@ import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
+from tests.support.procs import require_fuse
 from tests.uploader.conftest import MiB, Uploads, make_file
 
 pytestmark = pytest.mark.crash
@@ -90,8 +91,7 @@ def test_killed_between_token_answer_and_save_names_the_fix(
 def test_mount_killed_between_queueing_and_superseding(drive: DriveServer, tmp_path: Path) -> None:
     """Version 2 of a file was queued, but the daemon died before it retired version 1
     and its open-version row: after the remount only version 2 lands, once."""
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     drive.set_faults([{"op": "put_part", "action": "delay", "ms": 400}])  # v1 still uploading
     m = Mounted(tmp_path / "m", drive, env={"PANFS_CRASH_AT": "publish_after_journal:2"})
     try:
@@ -121,8 +121,7 @@ def test_mount_killed_after_close_before_release_queues_the_file(
     """cp returned (its close() reached the daemon) but the RELEASE that follows was never
     handled: the version was whole, so the next mount uploads it instead of calling it
     interrupted. A writer that never closed stays interrupted (test_mount_crash.py)."""
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     m = Mounted(tmp_path / "m", drive, env={"PANFS_CRASH_AT": "release_before_publish"})
     try:
         data = os.urandom(3 * MiB + 3)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import PANFS, kill9, run_panfs, wait_for
+from tests.support.procs import PANFS, kill9, require_fuse, run_panfs, wait_for
 
 pytestmark = [pytest.mark.fuse, pytest.mark.crash]
 
@@ -34,8 +34,7 @@ def _journal_rows(db: Path, sql: str) -> list[tuple[object, ...]]:
 def test_old_layout_moves_to_the_state_dir_killed_once(
     tmp_path: Path, drive: DriveServer, crash_at: str
 ) -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     state_home, cache_home = tmp_path / "xstate", tmp_path / "xcache"
     env = dict(os.environ, XDG_STATE_HOME=str(state_home), XDG_CACHE_HOME=str(cache_home))
     old_dir, new_dir = cache_home / "panfs", state_home / "panfs"

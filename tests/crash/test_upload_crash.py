@@ -3,7 +3,9 @@ an upload moved and renamed on the way, killed between the move and the rename."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import random
 import subprocess
@@ -12,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.support.core import client_settings
 from tests.support.drive import DriveReader, DriveServer
 from tests.support.procs import PANFS, kill9
 from tests.uploader.conftest import MiB, Uploads, make_file
@@ -52,18 +54,18 @@ def test_upload_killed_five_times_converges(drive: DriveServer, tmp_path: Path) 
 # An upload renamed and moved while it was on the way (what the mount does for `mv`): after
 # complete it is moved, then renamed, two calls; killed between them, the next run finishes.
 _RETARGET = """
-import sys, trio
+import json, sys, trio
 from pathlib import Path
 from panfs.journal import Journal
 from panfs.metadata import open_db
 from panfs.remote.client import open_client
-from panfs.remote.settings import from_account_file
+from panfs.remote.settings import RemoteSettings
 from panfs.upload_session import SessionSettings, UploadSession
 
-account, state, src, a, b = sys.argv[1:]
+settings_file, state, src, a, b = sys.argv[1:]
 
 async def main() -> None:
-    settings = from_account_file(Path(account))
+    settings = RemoteSettings(**json.loads(Path(settings_file).read_text()))
     async with open_client(settings, Path(state)) as client:
         journal = Journal(open_db(Path(state) / "journal.db"))
         job = journal.by_source(src) or journal.add(
@@ -96,10 +98,8 @@ def test_killed_between_move_and_rename_lands_under_the_final_name(
                  "type": "folder", "check_name_mode": "refuse"},
             )["file_id"]  # fmt: skip
         src = make_file(tmp_path / "f.bin", 3 * 100 * 1024 + 5)
-        acct = drive.account
-        acct["refresh_token"] = drive.mint_refresh_token()
-        mine = tmp_path / "account.yaml"
-        mine.write_text(yaml.safe_dump(acct))
+        mine = tmp_path / "settings.json"
+        mine.write_text(json.dumps(dataclasses.asdict(client_settings(drive, tmp_path / "c"))))
         args = [sys.executable, "-c", _RETARGET, str(mine), str(tmp_path / "state"), str(src),
                 ids["a"], ids["b"]]  # fmt: skip
         env = dict(os.environ, PANFS_CRASH_AT="between_move_and_rename")

@@ -4,7 +4,8 @@
 config file), ``cache_dir``, ``drive`` (the ``DriveServer``), ``wait_idle()`` (poll the
 journal until nothing is pending or uploading), ``kill()`` (SIGKILL the daemon and
 clear the dead mount), ``remount()`` (start again on the same cache dir),
-``umount_wait()`` (``panfs umount --wait``), ``close()``.
+``umount_wait()`` (``panfs umount --wait``), ``panfs(*args)`` (a panfs command with the
+mount's environment, the daemon reaped meanwhile), ``close()``.
 Every mount is torn down in ``finally``: lazy unmount, then terminate, then kill.
 """
 
@@ -12,15 +13,23 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.core import test_sections
 from tests.support.drive import DriveServer
-from tests.support.procs import PANFS, check_logs, kill9, stop, wait_for
+from tests.support.procs import (
+    PANFS,
+    check_logs,
+    kill9,
+    require_fuse,
+    run_panfs_reaping,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.fuse
 
@@ -70,7 +79,9 @@ class Mounted:
             # the kernel sends RELEASE after close() returned: a version still open counts too
             db = open_db(self.cache_dir / "journal.db")
             try:
-                return not Journal(db).jobs(("pending", "uploading")) and not OpenVersions(db).all()
+                journal = Journal(db)
+                journal.clear_delays()  # as ``umount --wait`` does: no write-back delay to sit out
+                return not journal.jobs(("pending", "uploading")) and not OpenVersions(db).all()
             finally:
                 db.close()
 
@@ -84,22 +95,23 @@ class Mounted:
     def remount(self) -> None:
         self.start()
 
+    def panfs(
+        self, *args: str, expect: int | None = 0, limit: float = 600, **popen: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """``panfs ARGS`` with this mount's environment, the daemon reaped as soon as it
+        exits (``run_panfs_reaping``); asserts the exit code ``expect`` (None: any)."""
+        env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"))
+        r = run_panfs_reaping(args, self.proc, limit=limit, env=env, **popen)
+        if expect is not None:
+            assert r.returncode == expect, f"panfs {' '.join(args)}: {r.stderr or r.stdout}"
+        return r
+
     def umount_wait(self, expect: int = 0) -> None:
         """``panfs umount --wait`` (every upload done, then unmount), then the daemon's exit.
-        The daemon is our child: it is reaped while ``umount`` runs, or ``umount`` would
-        see a zombie and wait out its whole grace period for the pid to go."""
-        env = dict(os.environ, XDG_STATE_HOME=str(self.base / "state"))
+        ``expect`` 3: unmounted, a file needs attention."""
+        self.panfs("umount", "--wait", str(self.path), expect=expect)
         proc = self.proc
         assert proc is not None
-        with subprocess.Popen(
-            [*PANFS, "umount", "--wait", str(self.path)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ) as umount:  # fmt: skip
-            while umount.poll() is None:
-                proc.poll()
-                time.sleep(0.02)
-            out, err = umount.communicate()
-        assert umount.returncode == expect, err or out  # 3: unmounted, a file needs attention
         wait_for(lambda: proc.poll() is not None, "the daemon to exit", limit=60)
 
     def close(self) -> None:
@@ -114,10 +126,28 @@ class Mounted:
 
 @pytest.fixture
 def mounted(tmp_path: Path, drive: DriveServer) -> Iterator[Mounted]:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     m = Mounted(tmp_path / "m", drive)
     try:
         yield m
     finally:
         m.close()
+
+
+@pytest.fixture
+def mount(tmp_path: Path, drive: DriveServer) -> Iterator[Callable[..., Mounted]]:
+    """``mount(name="m", **sections)``: a real mount on its own cache dir with the test
+    settings (``test_sections``: short write-back delay and backoff), closed at the end."""
+    require_fuse()
+    made: list[Mounted] = []
+
+    def make(name: str = "m", **sections: dict[str, Any]) -> Mounted:
+        m = Mounted(tmp_path / name, drive, **test_sections(**sections))
+        made.append(m)
+        return m
+
+    try:
+        yield make
+    finally:
+        for m in made:
+            m.close()

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import wait_for
+from tests.support.procs import require_fuse, wait_for
 
 pytestmark = pytest.mark.fuse
 
 
 def test_mount_from_a_directory_holding_a_panfs_folder(tmp_path: Path) -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     cwd = tmp_path / "work"
     (cwd / "panfs").mkdir(parents=True)
     (cwd / "panfs" / "__init__.py").write_text("raise SystemExit('the wrong panfs')\n")

@@ -13,7 +13,7 @@ import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import wait_for
+from tests.support.procs import require_fuse, wait_for
 
 pytestmark = pytest.mark.fuse
 
@@ -22,8 +22,7 @@ MiB = 1 << 20
 
 @pytest.fixture
 def small_cache(tmp_path: Path, drive: DriveServer) -> Iterator[Mounted]:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     m = Mounted(tmp_path / "m", drive, cache={"max_size": "10MiB"})
     try:
         yield m

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import run_panfs, wait_for
+from tests.support.procs import require_fuse, run_panfs, wait_for
 
 pytestmark = pytest.mark.fuse
 
@@ -31,8 +31,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_daemon_mode_second_mounts_and_umount(tmp_path: Path, drive: DriveServer) -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     cache = tmp_path / "cache"
     cfg = drive.write_client_config(tmp_path / "c.yaml", cache)
     mp, other = tmp_path / "mp", tmp_path / "other"

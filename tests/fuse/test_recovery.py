@@ -18,15 +18,18 @@ import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import PANFS, kill9, run_panfs, stop, wait_for
+from tests.support.procs import (
+    PANFS,
+    kill9,
+    require_fuse,
+    run_panfs,
+    run_panfs_reaping,
+    stop,
+    wait_for,
+)
 from tests.support.scale import pick
 
 pytestmark = pytest.mark.fuse
-
-
-def _needs_fuse() -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
 
 
 def _source(path: Path, size: int) -> str:
@@ -39,10 +42,6 @@ def _source(path: Path, size: int) -> str:
             f.write(chunk)
             h.update(chunk)
     return h.hexdigest().upper()
-
-
-def _env(m: Mounted) -> dict[str, str]:
-    return dict(os.environ, XDG_STATE_HOME=str(m.base / "state"))
 
 
 def _daemon_pid(state_dir: Path) -> int:
@@ -65,13 +64,12 @@ def test_umount_wait_returns_only_once_a_2gib_dd_is_on_the_drive(
     """The kernel's RELEASE (and the fsync before the job is written) come after dd's close
     returned: --wait must count a version that is closed but not yet queued."""
     src = tmp_path / "src.bin"
-    size = pick(2 << 30, 1 << 30)
+    size = pick(2 << 30, 64 << 20)
     sha1 = _source(src, size)
     subprocess.run(
         ["dd", f"if={src}", f"of={mounted.path / 'big.bin'}", "bs=4M", "status=none"], check=True
     )
-    r = run_panfs(["umount", "--wait", str(mounted.path)], env=_env(mounted), timeout=900)
-    assert r.returncode == 0, r.stderr
+    mounted.panfs("umount", "--wait", str(mounted.path), limit=900)
     assert not os.path.ismount(mounted.path)
     meta = DriveReader(mounted.drive).get("/big.bin")  # on the drive the moment it returned
     assert meta is not None
@@ -84,8 +82,7 @@ def test_umount_wait_waits_for_a_queue_behind_a_slow_drive(mounted: Mounted) -> 
     data = {f"q{i}.bin": os.urandom((1 + i) << 20) for i in range(4)}
     for name, body in data.items():
         (m.path / name).write_bytes(body)
-    r = run_panfs(["umount", "--wait", str(m.path)], env=_env(m), timeout=300)
-    assert r.returncode == 0, r.stderr
+    m.panfs("umount", "--wait", str(m.path), limit=300)
     reader = DriveReader(m.drive)
     for name, body in data.items():
         assert reader.read(f"/{name}") == body
@@ -106,16 +103,14 @@ def test_kill9_then_panfs_mount_recovers_and_uploads_resume(mounted: Mounted) ->
     m.drive.set_faults([])
     pid = 0
     try:
-        r = run_panfs(["mount", "--config", str(m.config), str(m.path)], env=_env(m), timeout=60)
-        assert r.returncode == 0, r.stderr
+        r = m.panfs("mount", "--config", str(m.config), str(m.path), limit=60)
         assert r.stderr.strip().splitlines() == [
             f"panfs mount: {m.path}: detached the mount left by a panfs daemon that died"
         ]
         pid = _daemon_pid(m.cache_dir)
         assert os.path.ismount(m.path)
         assert (m.path / "waiting.bin").read_bytes() == body
-        r = run_panfs(["umount", "--wait", str(m.path)], env=_env(m), timeout=120)
-        assert r.returncode == 0, r.stderr
+        m.panfs("umount", "--wait", str(m.path), limit=120)
         assert DriveReader(m.drive).read("/waiting.bin") == body
     finally:
         _kill_pid(pid)
@@ -127,8 +122,7 @@ def test_umount_detaches_a_dead_mount(mounted: Mounted) -> None:
     m.wait_idle()
     assert m.proc is not None
     kill9(m.proc)
-    r = run_panfs(["umount", str(m.path)], env=_env(m), timeout=60)
-    assert r.returncode == 0, r.stderr
+    r = m.panfs("umount", str(m.path), limit=60)
     assert r.stderr.strip().splitlines() == [
         f"panfs umount: {m.path}: its daemon had died; detached the mount"
     ]
@@ -140,7 +134,7 @@ def test_the_systemd_unit_survives_kill9(tmp_path: Path, drive: DriveServer) -> 
     """docs/systemd.md's unit, step by step as systemd runs it (no systemd as PID 1 here):
     ExecStart (foreground), kill -9 of the daemon, Restart=on-failure runs ExecStart again,
     then ExecStop."""
-    _needs_fuse()
+    require_fuse()
     cfg = drive.write_client_config(tmp_path / "c.yaml", tmp_path / "cache")
     mp = tmp_path / "mnt"
     mp.mkdir()
@@ -159,8 +153,8 @@ def test_the_systemd_unit_survives_kill9(tmp_path: Path, drive: DriveServer) -> 
             "detached the mount left by a panfs daemon that died"
             in (tmp_path / "unit1.log").read_text()
         )
-        r = run_panfs(["umount", "--wait", str(mp)], env=env, timeout=120)  # ExecStop
-        assert r.returncode == 0, r.stderr
+        r = run_panfs_reaping(["umount", "--wait", str(mp)], procs[-1], limit=120, env=env)
+        assert r.returncode == 0, r.stderr  # ExecStop
         assert procs[-1].wait(30) == 0  # a clean stop: systemd does not restart it
         reader = DriveReader(drive)
         assert reader.read("/r1.txt") == b"round 1"
@@ -181,7 +175,7 @@ def _dead(mp: Path) -> bool:
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    _needs_fuse()
+    require_fuse()
     mp = tmp_path / "tmpfs"
     mp.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "none", str(mp)], check=True)
@@ -221,17 +215,15 @@ def test_symlinked_mount_point_works_with_every_command(mounted: Mounted, tmp_pa
     link = tmp_path / "link"
     link.symlink_to(m.path)
     (link / "via-link.txt").write_bytes(b"linked")
-    r = run_panfs(["status", "--json", str(link)], env=_env(m))
-    assert r.returncode == 0, r.stderr
+    r = m.panfs("status", "--json", str(link))
     assert json.loads(r.stdout)["state_dir"] == str(m.cache_dir)
-    r = run_panfs(["umount", "--wait", str(link)], env=_env(m), timeout=120)
-    assert r.returncode == 0, r.stderr
+    m.panfs("umount", "--wait", str(link), limit=120)
     assert not os.path.ismount(m.path)
     assert DriveReader(m.drive).read("/via-link.txt") == b"linked"
 
 
-def _status(mp: Path, env: dict[str, str]) -> tuple[int, dict[str, object]]:
-    r = run_panfs(["status", "--json", str(mp)], env=env)
+def _status(m: Mounted) -> tuple[int, dict[str, object]]:
+    r = m.panfs("status", "--json", str(m.path), expect=None)
     assert r.returncode in (0, 3), r.stderr
     data: dict[str, object] = json.loads(r.stdout)
     return r.returncode, data
@@ -241,31 +233,28 @@ def test_refused_file_is_retried_after_the_cause_is_fixed(mounted: Mounted) -> N
     """The drive refuses a file for good (413): status exits 3 and says what to do; once the
     cap is lifted, ``panfs retry`` puts it on the drive, identical; status exits 0."""
     m = mounted
-    env = _env(m)
     m.drive.set_faults([{"op": "create", "action": "status", "status": 413,
                          "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
     body = os.urandom(2 << 20)
     (m.path / "big\nname.bin").write_bytes(body)
 
     def failed() -> bool:
-        code, data = _status(m.path, env)
+        code, data = _status(m)
         return code == 3 and any(f["state"] == "failed" for f in data["files"])  # type: ignore[attr-defined]
 
     wait_for(failed, "the upload to fail for good", m.proc, limit=60)  # type: ignore[arg-type]
-    r = run_panfs(["status", str(m.path)], env=env)
-    assert r.returncode == 3
+    r = m.panfs("status", str(m.path), expect=3)
     failed_lines = [ln for ln in r.stdout.splitlines() if ln.startswith("failed")]
     assert len(failed_lines) == 1
     assert '"/big\\nname.bin"' in failed_lines[0]  # the name cannot start a line of its own
     assert "panfs retry" in r.stdout
     # the drive still refuses: retry queues it, and it fails again (nothing lost)
     m.drive.set_faults([])
-    r = run_panfs(["retry", str(m.path / "big\nname.bin")], env=env)
-    assert r.returncode == 0, r.stderr
+    r = m.panfs("retry", str(m.path / "big\nname.bin"))
     assert 'queued again: "/big\\nname.bin"' in r.stdout
     m.wait_idle()
     assert DriveReader(m.drive).read("/big\nname.bin") == body
-    code, data = _status(m.path, env)
+    code, data = _status(m)
     assert (code, data["files"]) == (0, [])
     assert (m.path / "big\nname.bin").read_bytes() == body
     log = (m.cache_dir / "panfs.log").read_text()
@@ -275,22 +264,19 @@ def test_refused_file_is_retried_after_the_cause_is_fixed(mounted: Mounted) -> N
 
 def test_forget_says_what_is_lost_and_drops_it(mounted: Mounted) -> None:
     m = mounted
-    env = _env(m)
     m.drive.set_faults([{"op": "create", "action": "status", "status": 413,
                          "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
     (m.path / "doomed.bin").write_bytes(b"d" * 1000)
-    wait_for(lambda: _status(m.path, env)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
-    r = run_panfs(["forget", str(m.path / "doomed.bin")], env=env, input="")
-    assert r.returncode == 2
+    wait_for(lambda: _status(m)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
+    r = m.panfs("forget", str(m.path / "doomed.bin"), expect=2)  # stdin: not a terminal
     assert r.stdout.startswith('will forget the only copy of "/doomed.bin" (1000 B, failed')
     assert r.stderr.strip() == (
         "panfs forget: error: not asking on a non-terminal: add --yes to forget them"
     )
-    assert _status(m.path, env)[0] == 3  # nothing dropped without a yes
-    r = run_panfs(["forget", "--yes", str(m.path / "doomed.bin")], env=env)
-    assert r.returncode == 0, r.stderr
+    assert _status(m)[0] == 3  # nothing dropped without a yes
+    r = m.panfs("forget", "--yes", str(m.path / "doomed.bin"))
     assert 'forgotten: "/doomed.bin"' in r.stdout
-    assert _status(m.path, env)[0] == 0
+    assert _status(m)[0] == 0
     # the running mount lets it go too (it was never on the drive)
     wait_for(lambda: "doomed.bin" not in os.listdir(m.path), "the file to leave the mount")
     m.drive.set_faults([])
@@ -298,14 +284,12 @@ def test_forget_says_what_is_lost_and_drops_it(mounted: Mounted) -> None:
 
 def test_umount_wait_exits_3_on_a_failed_file_and_retry_works_offline(mounted: Mounted) -> None:
     m = mounted
-    env = _env(m)
     m.drive.set_faults([{"op": "create", "action": "status", "status": 413,
                          "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
     body = os.urandom(1 << 20)
     (m.path / "f.bin").write_bytes(body)
-    wait_for(lambda: _status(m.path, env)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
-    r = run_panfs(["umount", "--wait", str(m.path)], env=env, timeout=120)
-    assert r.returncode == 3, r.stderr
+    wait_for(lambda: _status(m)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
+    r = m.panfs("umount", "--wait", str(m.path), expect=3, limit=120)
     lines = r.stderr.splitlines()
     assert lines[0].startswith('panfs umount: failed       "/f.bin"  0 B / 1.0 MiB (0%)')
     assert "panfs retry" in lines[1]
@@ -313,8 +297,7 @@ def test_umount_wait_exits_3_on_a_failed_file_and_retry_works_offline(mounted: M
     assert m.proc is not None
     assert m.proc.wait(30) == 0  # the daemon ended cleanly
     # no daemon: retry queues it in the journal, the next mount uploads it
-    r = run_panfs(["retry", "--config", str(m.config), "/f.bin"], env=env)
-    assert r.returncode == 0, r.stderr
+    r = m.panfs("retry", "--config", str(m.config), "/f.bin")
     assert r.stdout.splitlines() == [
         'queued again: "/f.bin"',
         "no panfs daemon runs for it: they upload at the next panfs mount",

@@ -13,15 +13,16 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fuse.conftest import Mounted
-from tests.support.core import test_sections
 from tests.support.drive import DriveReader, DriveServer
+from tests.support.procs import wait_for
+from tests.support.scale import pick
 
 pytestmark = pytest.mark.fuse
 
@@ -33,23 +34,36 @@ def page_tagged(version: int, pages: int = 3) -> bytes:
     return b"".join(f"v{version:04d}p{p:02d}|".encode().ljust(PAGE, b".") for p in range(pages))
 
 
-@pytest.fixture
-def mount(tmp_path: Path, drive: DriveServer) -> Iterator[Callable[..., Mounted]]:
-    """``mount(name="m", **sections)``: a real mount on its own cache dir, closed at the end."""
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
-    made: list[Mounted] = []
+def _settled(m: Mounted, folder: Path, check: Callable[[], object]) -> None:
+    """Once every upload is done and every replaced drive file trashed (what ``umount
+    --wait`` waits for), ``check()`` holds, and still holds after the mount listed
+    ``folder`` from the drive again (its listing expired)."""
+    from panfs.journal import Journal
+    from panfs.metadata import open_db
 
-    def make(name: str = "m", **sections: dict[str, Any]) -> Mounted:
-        m = Mounted(tmp_path / name, drive, **test_sections(**sections))
-        made.append(m)
-        return m
+    m.wait_idle()
 
-    try:
-        yield make
-    finally:
-        for m in made:
-            m.close()
+    def quiet() -> bool:
+        db = open_db(m.cache_dir / "journal.db")
+        try:
+            return not Journal(db).busy()
+        finally:
+            db.close()
+
+    wait_for(quiet, "replaced drive files to be trashed", m.proc)  # type: ignore[arg-type]
+    lists = m.drive.stats()["requests"].get("list", 0)
+
+    def relisted() -> bool:
+        os.listdir(folder)  # an expired listing is asked of the drive again
+        check()
+        return m.drive.stats()["requests"].get("list", 0) > lists
+
+    wait_for(relisted, f"a new listing of {folder}", m.proc)  # type: ignore[arg-type]
+
+
+def _arrived(drive: DriveServer, op: str, count: int) -> None:
+    """The drive has seen ``count`` ``op`` requests (counted on arrival, before any delay)."""
+    wait_for(lambda: drive.stats()["requests"].get(op, 0) >= count, f"{count} {op} requests")
 
 
 def _drive_file(reader: DriveReader, folder: str, name: str) -> bytes:
@@ -61,25 +75,30 @@ def _drive_file(reader: DriveReader, folder: str, name: str) -> bytes:
 def test_file_rewritten_150_times_lands_once(
     mount: Callable[..., Mounted], drive: DriveServer
 ) -> None:
-    """A file closed and reopened 150 times: one copy on the drive with the last bytes,
-    also read back after the listing expired and after a remount; pages never mix."""
+    """A file closed and reopened 150 times (50 in CI): one copy on the drive with the last
+    bytes, also read back after the listing expired and after a remount; pages never mix."""
     m = mount(mount={"list_ttl": 0.2})
     f = m.path / "f"
-    for v in range(150):
+    versions = pick(150, 50)
+    for v in range(versions):
         f.write_bytes(page_tagged(v))
         if v % 25 == 24:
             time.sleep(0.3)  # let the listing expire while earlier versions upload
             assert f.read_bytes() == page_tagged(v)
     m.umount_wait()
     reader = DriveReader(drive)
-    assert _drive_file(reader, "/", "f") == page_tagged(149)
+    last = page_tagged(versions - 1)
+    assert _drive_file(reader, "/", "f") == last
+    # not asserted: no session left open. A version superseded while its upload was on the
+    # way stops sending and leaves its session to the drive (the protocol has no call to
+    # abort one; the drive expires it), so how many stay open depends on timing.
     print(
-        f"uploads completed for f: {drive.landed('f')} of 150 versions; "
+        f"uploads completed for f: {drive.landed('f')} of {versions} versions; "
         f"sessions left open: {drive.open_sessions()}"
     )
     m.remount()
     time.sleep(0.3)
-    assert f.read_bytes() == page_tagged(149)
+    assert f.read_bytes() == last
     assert os.listdir(m.path) == ["f"]
 
 
@@ -98,9 +117,13 @@ def test_replace_then_rm_stays_gone(mount: Callable[..., Mounted], drive: DriveS
     m = mount(mount={"list_ttl": 0.2})
     _office_save(m)
     os.unlink(m.path / "f")
-    time.sleep(1.0)  # past the listing TTL, and past the delayed complete
-    assert not (m.path / "f").exists()
-    assert os.listdir(m.path) == []
+
+    def gone() -> None:
+        assert not (m.path / "f").exists()
+        assert os.listdir(m.path) == []
+
+    gone()
+    _settled(m, m.path, gone)  # past the delayed complete, and past the listing TTL
     m.umount_wait()
     assert DriveReader(drive).names("/") == {}
     m.remount()
@@ -115,9 +138,12 @@ def test_replace_then_move(mount: Callable[..., Mounted], drive: DriveServer, de
     (m.path / "sub").mkdir()
     _office_save(m)
     os.rename(m.path / "f", m.path / dest)
-    assert (m.path / dest).read_bytes() == b"new\n"
-    time.sleep(1.0)
-    assert (m.path / dest).read_bytes() == b"new\n"
+
+    def moved() -> None:
+        assert (m.path / dest).read_bytes() == b"new\n"
+
+    moved()
+    _settled(m, (m.path / dest).parent, moved)
     assert sorted(os.listdir(m.path)) == (["g", "sub"] if dest == "g" else ["sub"])
     m.umount_wait()
     reader = DriveReader(drive)
@@ -136,9 +162,12 @@ def test_rm_then_mkdir_after_rewrites(mount: Callable[..., Mounted], drive: Driv
             time.sleep(0.3)
     os.unlink(m.path / "f")
     os.mkdir(m.path / "f")
-    assert os.path.isdir(m.path / "f")
-    time.sleep(1.5)  # every delayed complete answered
-    assert os.path.isdir(m.path / "f")
+
+    def folder() -> None:
+        assert os.path.isdir(m.path / "f")
+
+    folder()
+    _settled(m, m.path, folder)  # every delayed complete answered
     drive.set_faults([])
     m.umount_wait()
     items = DriveReader(drive).list("/")
@@ -155,12 +184,13 @@ def _sqlite3() -> str:
 def test_200_sqlite3_processes_leave_one_database(
     mount: Callable[..., Mounted], drive: DriveServer, tmp_path: Path
 ) -> None:
-    """200 separate ``sqlite3`` runs inserting into one a.db: one a.db on the drive (no
-    journal left), intact when read on a fresh mount; prints the uploads it took."""
+    """200 separate ``sqlite3`` runs (40 in CI) inserting into one a.db: one a.db on the
+    drive (no journal left), intact when read on a fresh mount; prints the uploads it took."""
     tool = _sqlite3()
     m = mount(mount={"list_ttl": 0.5})
     db = m.path / "a.db"
-    for i in range(200):
+    runs = pick(200, 40)
+    for i in range(runs):
         sql = (
             "CREATE TABLE IF NOT EXISTS t(i INTEGER, pad TEXT);"
             f"INSERT INTO t VALUES({i}, hex(randomblob(300)));"
@@ -171,7 +201,7 @@ def test_200_sqlite3_processes_leave_one_database(
     reader = DriveReader(drive)
     assert reader.names("/") == {"a.db": 1}
     completed = drive.landed("a.db")
-    print(f"sqlite3: {completed} uploads of a.db completed for 200 runs "
+    print(f"sqlite3: {completed} uploads of a.db completed for {runs} runs "
           f"(server complete calls: {drive.stats()['requests'].get('complete', 0)})")  # fmt: skip
     fresh = mount("fresh")
     copy = tmp_path / "copy.db"
@@ -179,7 +209,7 @@ def test_200_sqlite3_processes_leave_one_database(
     con = sqlite3.connect(copy)
     try:
         assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert con.execute("SELECT count(*), sum(i) FROM t").fetchone() == (200, sum(range(200)))
+        assert con.execute("SELECT count(*), sum(i) FROM t").fetchone() == (runs, sum(range(runs)))
     finally:
         con.close()
     r = subprocess.run(
@@ -228,7 +258,7 @@ def test_rename_with_newest_version_pending(
     """``mv f g`` while f's newest version is in each state: works; g shows the newest
     bytes; f is gone; after ``umount --wait`` the drive holds g once, with those bytes
     (an interrupted version is never uploaded: the drive keeps the old bytes, under g)."""
-    m = mount(mount={"list_ttl": 0.2})
+    m = mount(mount={"list_ttl": 0.2}, upload={"part_size": "100KiB"})
     (m.path / "sub").mkdir()
     f, g = m.path / "f", m.path / dest
     f.write_bytes(b"old" * 50000)  # 150 000 bytes: two parts, on the drive
@@ -252,18 +282,24 @@ def test_rename_with_newest_version_pending(
         assert new[:70000].startswith(reached)
         new = reached
     else:
-        drive.set_faults(STATES[state])  # type: ignore[arg-type]
+        rules: list[dict[str, Any]] = STATES[state]  # type: ignore[assignment]
+        op = rules[0]["op"]
+        seen = drive.stats()["requests"].get(op, 0)
+        drive.set_faults(rules)
         f.write_bytes(new)
-        time.sleep(0.3)  # the upload reaches the delayed step
+        _arrived(drive, op, seen + 1)  # the upload reached the delayed step
     os.rename(f, g)
     if fd >= 0:
         os.write(fd, b"!")
         os.close(fd)
         new += b"!"
     assert not f.exists()
-    assert g.read_bytes() == new
-    time.sleep(2.0)  # the delayed step answered, the listing expired
-    assert g.read_bytes() == new
+
+    def shown() -> None:
+        assert g.read_bytes() == new
+
+    shown()
+    _settled(m, g.parent, shown)  # the delayed step answered, the listing expired
     drive.set_faults([])
     m.umount_wait(expect=3 if state == "interrupted" else 0)  # 3: a cut-off file is left
     reader = DriveReader(drive)

@@ -13,23 +13,18 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveServer
-from tests.support.procs import PANFS, stop
+from tests.support.procs import PANFS, require_fuse, stop, wait_for
 
 pytestmark = pytest.mark.fuse
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-def _needs_fuse() -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
 
 
 def _read_for(fd: int, seconds: float) -> bytes:
@@ -45,11 +40,24 @@ def _read_for(fd: int, seconds: float) -> bytes:
     return out
 
 
-def test_status_watch_draws_bars_on_a_terminal(mounted: Mounted) -> None:
-    m = mounted
+def _drain(fd: int) -> bytes:
+    """What a terminal whose other side is closed still holds."""
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: drained
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_status_watch_draws_bars_on_a_terminal(mount: Callable[..., Mounted]) -> None:
+    m = mount(upload={"part_size": "256KiB"})
     # slow enough that the file is still uploading while the watch draws (finished files go)
     m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 2000}])
-    (m.path / "slow.bin").write_bytes(os.urandom(40 << 20))
+    (m.path / "slow.bin").write_bytes(os.urandom(4 << 20))
     master, slave = pty.openpty()
     p = subprocess.Popen(
         [*PANFS, "status", "--watch", "--config", str(m.config)],
@@ -78,7 +86,7 @@ def test_status_watch_draws_bars_on_a_terminal(mounted: Mounted) -> None:
 @pytest.fixture
 def world_base(drive: DriveServer) -> Iterator[Path]:
     """A base directory other users can traverse (pytest's tmp dirs are 0700)."""
-    _needs_fuse()
+    require_fuse()
     base = Path(tempfile.mkdtemp(prefix="panfs-ao-"))
     os.chmod(base, 0o755)
     try:
@@ -154,14 +162,12 @@ def test_status_with_no_daemon_shows_cut_off_writes(mounted: Mounted) -> None:
 def test_status_says_the_drive_is_unreachable_instead_of_a_stale_rate(
     tmp_path: Path, drive: DriveServer
 ) -> None:
-    _needs_fuse()
+    require_fuse()
     m = Mounted(tmp_path / "m", drive, upload={"part_size": "256KiB"})
     try:
         drive.set_faults([{"op": "put_part", "action": "delay", "ms": 100}])
-        body = os.urandom(16 << 20)
+        body = os.urandom(4 << 20)
         (m.path / "f.bin").write_bytes(body)
-        from tests.support.procs import wait_for
-
         wait_for(lambda: drive.stats()["parts_stored"] >= 4, "some parts", m.proc)  # type: ignore[arg-type]
         drive.kill()  # the drive is gone: connection refused
         wait_for(lambda: _status_json(m)[1]["unreachable_since"] is not None, "status to notice",
@@ -185,44 +191,66 @@ def test_status_says_the_drive_is_unreachable_instead_of_a_stale_rate(
         m.close()
 
 
-def test_status_watch_prints_plain_lines_when_piped(mounted: Mounted) -> None:
-    m = mounted
-    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 300}])
+def _read_until(p: subprocess.Popen[bytes], done: Callable[[str], bool], what: str) -> str:
+    """Lines ``p`` prints on its pipe, read until ``done(everything so far)``."""
+    assert p.stdout is not None
+    fd = p.stdout.fileno()
+    text = ""
+
+    def seen() -> bool:
+        nonlocal text
+        if select.select([fd], [], [], 0.1)[0]:
+            text += os.read(fd, 65536).decode()
+        return done(text)
+
+    wait_for(seen, what, p, limit=60)  # type: ignore[arg-type]
+    return text
+
+
+def _on_its_way(text: str) -> bool:
+    return any('"/w.bin"' in ln and ("pending" in ln or "uploading" in ln)
+               for ln in text.splitlines())  # fmt: skip
+
+
+def test_status_watch_prints_plain_lines_when_piped(mount: Callable[..., Mounted]) -> None:
+    m = mount(upload={"part_size": "256KiB"})
+    # the drive refuses every part until the watch has shown the file on its way
+    m.drive.set_faults([{"op": "put_part", "action": "status", "status": 503, "body": "busy"}])
     p = subprocess.Popen([*PANFS, "status", "--watch", "--config", str(m.config)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        (m.path / "w.bin").write_bytes(os.urandom(20 << 20))
+        (m.path / "w.bin").write_bytes(os.urandom(4 << 20))
+        text = _read_until(p, _on_its_way, "a line with the file on its way")
+        m.drive.set_faults([])
         m.wait_idle()
-        time.sleep(2.5)  # the watch polls once a second: let it see the end
+        finished = re.compile(r'^\d\d:\d\d:\d\d finished +"/w\.bin"$', re.M)
+        text += _read_until(p, lambda t: finished.search(t) is not None, "finished")
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=10)
     finally:
         stop(p)
-    text = out.decode()
+    text += out.decode()
     assert p.returncode == 0, err
     assert "\x1b" not in text  # no terminal codes in a pipe
-    assert any('"/w.bin"' in ln and ("pending" in ln or "uploading" in ln)
-               for ln in text.splitlines()), text  # fmt: skip
-    assert re.search(r'^\d\d:\d\d:\d\d finished +"/w\.bin"$', text, re.M), text
-    m.drive.set_faults([])
+    assert _on_its_way(text), text
+    assert finished.search(text), text
 
 
-def test_umount_wait_shows_progress_on_a_terminal(mounted: Mounted) -> None:
-    m = mounted
-    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 500}])
-    (m.path / "p.bin").write_bytes(os.urandom(40 << 20))
+def test_umount_wait_shows_progress_on_a_terminal(mount: Callable[..., Mounted]) -> None:
+    m = mount(upload={"part_size": "256KiB"})
+    # 16 parts of 300 ms each: the file is still on its way while umount draws its bar
+    m.drive.set_faults([{"op": "put_part", "action": "delay", "ms": 300}])
+    (m.path / "p.bin").write_bytes(os.urandom(4 << 20))
     master, slave = pty.openpty()
-    env = dict(os.environ, XDG_STATE_HOME=str(m.base / "state"))
-    p = subprocess.Popen([*PANFS, "umount", "--wait", str(m.path)], stdin=slave, stdout=slave,
-                         stderr=slave, env=env)  # fmt: skip
-    os.close(slave)
     try:
-        screen = _read_for(master, 2.0).decode(errors="replace")
-        m.drive.set_faults([])
-        assert p.wait(120) == 0
-        screen += _read_for(master, 0.5).decode(errors="replace")
+        m.panfs("umount", "--wait", str(m.path), limit=120, stdin=slave, stdout=slave,
+                stderr=slave)  # fmt: skip
+        os.close(slave)
+        slave = -1
+        screen = _drain(master).decode(errors="replace")
     finally:
-        stop(p)
+        if slave >= 0:
+            os.close(slave)
         os.close(master)
     assert "waiting for 1 file(s):" in screen
     assert "MiB" in screen
@@ -283,7 +311,7 @@ def test_routine_missing_names_do_not_fill_the_log(mounted: Mounted) -> None:
 
 
 def test_ro_mount_refuses_writes(tmp_path: Path, drive: DriveServer) -> None:
-    _needs_fuse()
+    require_fuse()
     m = Mounted(tmp_path / "m", drive, args=("-o", "ro,default_permissions,_netdev"))
     try:
         with pytest.raises(OSError, match="Read-only file system") as info:

@@ -18,7 +18,7 @@ import yaml
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import PANFS, run_panfs, stop, wait_for
+from tests.support.procs import PANFS, require_fuse, run_panfs, stop, wait_for
 
 
 class Login:
@@ -88,8 +88,7 @@ class _LoggedIn(Mounted):
 
 
 def _mount(base: Path, drive: DriveServer, config: Path) -> Mounted:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     return _LoggedIn(base, drive, config)
 
 
@@ -254,8 +253,7 @@ def drive_off() -> str:
 def test_no_login_mounts_the_embedded_drive(tmp_path: Path) -> None:
     """The README's first command: no config, no login; the embedded drive (official rate
     limits on) takes the file."""
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     xdg = {k: str(tmp_path / k.lower()) for k in ("XDG_CONFIG_HOME", "XDG_DATA_HOME")}
     xdg |= {k: str(tmp_path / k.lower()) for k in ("XDG_CACHE_HOME", "XDG_STATE_HOME")}
     env = dict(os.environ, **xdg)

@@ -19,27 +19,17 @@ import trio
 
 from panfs.errors import NoDownloadUrl, TransientError
 from panfs.remote.client import OpenApiClient, open_client
-from panfs.remote.settings import RemoteSettings
+from tests.support.core import client_settings
 from tests.support.drive import DriveServer
 
 KiB = 1 << 10
 
 
-def _settings(drive: DriveServer, **over: object) -> RemoteSettings:
-    acct = drive.account
-    return RemoteSettings(
-        endpoint=drive.url,
-        token_url=drive.url + "/oauth/access_token",
-        client_id=acct["client_id"],
-        client_secret=acct["client_secret"],
-        refresh_token=drive.mint_refresh_token(),
-        **over,  # type: ignore[arg-type]
-    )
-
-
 @asynccontextmanager
 async def _client(drive: DriveServer, tmp_path: Path) -> AsyncIterator[OpenApiClient]:
-    async with open_client(_settings(drive), tmp_path / "state") as client:
+    async with open_client(
+        client_settings(drive, tmp_path / "cache"), tmp_path / "state"
+    ) as client:
         yield client
 
 
@@ -170,7 +160,9 @@ async def test_a_mkdir_whose_every_attempt_was_lost_is_ours_next_time(
 ) -> None:
     """The call failed (every answer lost) but the folder was made: the next mkdir of
     the same name gets that folder, not "File exists"."""
-    async with open_client(_settings(drive, api_attempts=2), tmp_path / "state") as client:
+    async with open_client(
+        client_settings(drive, tmp_path / "cache", api_attempts=2), tmp_path / "state"
+    ) as client:
         drive.set_faults([{"op": "create", "action": "drop_after_store", "times": 2}])
         with pytest.raises(TransientError):
             await client.create_folder("root", "d")

@@ -17,7 +17,7 @@ import pytest
 
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader, DriveServer
-from tests.support.procs import PANFS, check_logs, stop
+from tests.support.procs import PANFS, check_logs, require_fuse, stop
 from tests.uploader.conftest import Uploads, make_file
 
 KiB = 1 << 10
@@ -25,8 +25,7 @@ KiB = 1 << 10
 
 @pytest.mark.fuse
 def test_twenty_uploads_and_a_mount_share_one_token_chain(tmp_path: Path) -> None:
-    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
-        pytest.skip("needs root and /dev/fuse")
+    require_fuse()
     # access tokens live 3 s: every process refreshes several times while the others do
     with DriveServer(tmp_path / "d", "--access-token-lifetime", "3", "--no-rate-limits") as drive:
         drive.set_faults([{"op": "put_part", "action": "delay", "ms": 150}])

@@ -11,12 +11,14 @@ anything the core owns (the journal database is closed without a checkpoint, whi
 SQLite treats like a dead process).
 
 ``test_sections()`` adds settings that make tests fast, keeping only keys this
-version of the config knows (``upload.delay`` may not exist yet).
+version of the config knows (``upload.delay`` may not exist yet); ``client_settings()``
+is the ``RemoteSettings`` a client built from them gets.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from panfs.paths import Layout
 from panfs.pending import OpenVersions
 from panfs.remote import settings as remote_settings
 from panfs.remote.client import open_client
+from panfs.remote.settings import RemoteSettings
 from panfs.uploader import Uploader, UploadSettings, open_uploader
 from panfs.vfs import Core
 from tests.support.drive import DriveServer
@@ -55,6 +58,14 @@ def test_sections(**sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 test_sections.__test__ = False  # type: ignore[attr-defined]  # not a test, despite the name
+
+
+def client_settings(drive: DriveServer, cache_dir: Path, **over: Any) -> RemoteSettings:
+    """The client settings a mount of ``drive`` with ``test_sections()`` would use (its own
+    refresh token, short backoff), read through the config as the daemon reads it;
+    ``over`` replaces fields (``api_attempts=2``)."""
+    cfg = panfs_config.from_mapping(drive.client_config(cache_dir, **test_sections()))
+    return dataclasses.replace(remote_settings.from_config(cfg), **over)
 
 
 @dataclass

@@ -14,10 +14,19 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 PANFS = [sys.executable, "-P", "-m", "panfs"]
 
 _BAD = re.compile(r"Traceback \(most recent call last\)|\b(WARNING|ERROR|CRITICAL)\b")
+
+
+def require_fuse() -> None:
+    """Skip the calling test unless real mounts are possible here (root and /dev/fuse)."""
+    import pytest
+
+    if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+        pytest.skip("needs root and /dev/fuse")
 
 
 def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: float = 5.0) -> None:
@@ -66,6 +75,31 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
         time.sleep(0.02)
+
+
+def run_panfs_reaping(
+    args: Sequence[str], child: subprocess.Popen[bytes] | None, limit: float = 600, **popen: Any
+) -> subprocess.CompletedProcess[str]:
+    """``panfs ARGS`` while ``child`` (a daemon we started) is reaped the moment it exits: a
+    command that waits for the daemon's pid to go (``umount``) would otherwise see a zombie
+    and sit out its whole grace period. Output is read at the end (it must fit a pipe);
+    ``popen`` may give ``env``, or a terminal as stdin/stdout/stderr. ``limit`` bounds a hang."""
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    with subprocess.Popen([*PANFS, *args], text=True, **popen) as p:
+
+        def done() -> bool:
+            if child is not None:
+                child.poll()
+            return p.poll() is not None
+
+        try:
+            wait_for(done, f"panfs {' '.join(args)}", limit=limit)
+            out, err = p.communicate()
+        finally:
+            stop(p)
+    return subprocess.CompletedProcess(p.args, p.returncode, out or "", err or "")
 
 
 def run_panfs(args: Sequence[str], **kw: object) -> subprocess.CompletedProcess[str]:
