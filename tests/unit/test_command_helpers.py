@@ -22,6 +22,14 @@ def test_mount_options_like_mount8() -> None:
     assert mount_options.parse(["uid=root"]).uid == 0
 
 
+def test_fstab_comment_option_is_ignored() -> None:
+    """fstab's ``comment=...`` (systemd reads e.g. comment=systemd.automount) is not ours."""
+    o = mount_options.parse(["comment=systemd.automount,uid=7", "comment=x=y"])
+    assert (o.uid, o.extra) == (7, ())
+    with pytest.raises(UsageError):
+        mount_options.parse(["commentary=1"])
+
+
 @pytest.mark.parametrize(
     ("opt", "words"),
     [
