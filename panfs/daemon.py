@@ -141,6 +141,9 @@ async def run_mount(
     ready: Callable[[], None],
     mopts: MountOptions | None = None,
 ) -> None:
+    # SIGUSR1 (panfs retry / forget wake whoever holds the state dir's lock) would kill the
+    # process outside _on_signal's window: the lock is held from here on, and after it
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     layout = Layout.of(cfg)
     mopts = mopts or MountOptions()
     state_dir = layout.state_dir

@@ -17,6 +17,7 @@ import argparse
 import errno
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
     layout.refuse_inside(mp)
     check_mountpoint(mp)
     layout.make()
+    # the migration holds the state dir's lock: a panfs retry / forget meanwhile sends its
+    # holder SIGUSR1, which must not kill it (the daemon listens for it once mounted)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if migrate.pending(layout):
         n = migrate.run(layout)
         print(f"panfs mount: moved the journal, tokens and {n} file(s) not yet uploaded to "

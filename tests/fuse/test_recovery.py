@@ -323,3 +323,54 @@ def test_umount_wait_exits_3_on_a_failed_file_and_retry_works_offline(mounted: M
     m.remount()
     m.wait_idle()
     assert DriveReader(m.drive).read("/f.bin") == body
+
+
+# `panfs retry` / `panfs forget` send SIGUSR1 to whoever holds the state dir's lock: here it
+# arrives in the windows where the daemon holds the lock but does not listen for it (start-up,
+# before the signal task runs; the unmount, after it returned), as a concurrent retry may
+_USR1_OUTSIDE_WINDOW = """
+import os, signal, sys
+import pyfuse3
+from panfs import cli, daemon, migrate
+
+def usr1_first(fn):
+    def wrapped(*args, **kw):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return fn(*args, **kw)
+    return wrapped
+
+migrate.pending = usr1_first(migrate.pending)
+daemon.record_mount = usr1_first(daemon.record_mount)
+pyfuse3.close = usr1_first(pyfuse3.close)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigusr1_outside_the_listening_window_does_not_kill_the_daemon(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    _needs_fuse()
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    cfg = drive.write_client_config(tmp_path / "config.yaml", tmp_path / "cache")
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    with open(tmp_path / "mount.stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [PANFS[0], "-P", "-c", _USR1_OUTSIDE_WINDOW, "mount", "--foreground", "--config",
+             str(cfg), str(mp)],
+            stdout=err, stderr=err, env=env,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: os.path.ismount(mp), "the mount", proc)  # type: ignore[arg-type]
+        (mp / "f.txt").write_bytes(b"still here")
+        os.kill(proc.pid, signal.SIGUSR1)  # mounted: "look again", nothing more
+        assert (mp / "f.txt").read_bytes() == b"still here"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert not os.path.ismount(mp)
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True)
+        stop(proc)
+    log = (tmp_path / "cache" / "panfs.log").read_text()
+    assert "the journal changed (panfs retry / forget): looking again" in log
+    assert "unmounted" in log
