@@ -11,8 +11,6 @@ then saying what to run next. Every failure is one line. Must not: speak HTTP it
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +22,7 @@ import trio
 import yaml
 
 from panfs import config
+from panfs.atomic import write_atomic
 from panfs.errors import AuthError, ConfigError, TransientError, UsageError
 from panfs.remote import login as api
 
@@ -187,23 +186,8 @@ async def _login(plan: Plan, qr: bool) -> str:
 def write_config(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as YAML, mode 0600: temp file, fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(dict(data), f, sort_keys=False, allow_unicode=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    text = yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
+    write_atomic(path, text, 0o600)
 
 
 def run(args: argparse.Namespace) -> int:
