@@ -186,6 +186,9 @@ SCHEMA: dict[str, Key] = {
     "remote.connect_timeout": Key(_seconds, 10.0, "seconds to open a connection"),
     "remote.read_timeout": Key(_seconds, 60.0, "seconds without a byte before a request fails"),
     "remote.max_backoff": Key(_seconds, 60.0, "cap on the retry back-off, seconds"),
+    "remote.unreachable_after": Key(
+        _seconds, 30.0, "seconds of failing uploads with no part acknowledged: unreachable"
+    ),
     "remote.rate_limits": Key(
         _rate_limits, {}, "requests/s per endpoint over the official list 4, getDownloadUrl 1, * 15"
     ),
@@ -238,6 +241,7 @@ class RemoteSection:
     connect_timeout: float
     read_timeout: float
     max_backoff: float
+    unreachable_after: float
     rate_limits: dict[str, float]
 
 

@@ -10,7 +10,6 @@ acknowledged anything while errors repeat. Must not: write anything.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from panfs import health as drive_health
 from panfs import lock
 from panfs.errors import LocalError
 
@@ -160,13 +160,5 @@ def read(journal: Path) -> Overview:
         state = "closed" if whole else "interrupted"
         error = None if whole else "its writer was cut off (the daemon stopped)"
         files.append(FileState(None, remote, state, size, 0, error, None, path, None, opened_at))
-    health = _health(state_dir) if alive else None
+    health = drive_health.read(state_dir) if alive else None
     return Overview(files, alive, journal, now, health, int(cleanup))
-
-
-def _health(state_dir: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads((state_dir / "drive-health.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
