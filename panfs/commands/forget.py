@@ -37,10 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from panfs.commands.retry import connect, target, wake
+    from panfs.commands.shared import open_journal, target, wake
 
     journal, paths = target(args)
-    conn = connect(journal)
+    conn = open_journal(journal)
     state_dir = journal.parent
     data_dir = os.path.realpath(state_dir / "data")
     try:

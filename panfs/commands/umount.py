@@ -117,7 +117,7 @@ def _wait_gone(pid: int, limit: float = 30.0) -> None:
 
 
 def _attention(journal: Path) -> int:
-    from panfs.commands.status import advice, line
+    from panfs.commands.shared import advice, line
     from panfs.overview import read
 
     if not journal.exists():
@@ -127,7 +127,7 @@ def _attention(journal: Path) -> int:
         return exitcodes.OK
     for f in ov.attention:
         print(f"panfs umount: {line(ov, f)}", file=sys.stderr)
-    for text in advice(ov):
+    for text in advice(ov.attention):
         print(f"panfs umount: {text}", file=sys.stderr)
     return exitcodes.ATTENTION
 
