@@ -99,6 +99,16 @@ class Overview:
     def attention(self) -> list[FileState]:
         return [f for f in self.files if f.state in ATTENTION]
 
+    @property
+    def mount_waiting(self) -> list[FileState]:
+        """What the mount itself still has to upload (``panfs upload`` runs keep their own
+        journals beside it, and their own pace: ``umount --wait`` does not wait for them)."""
+        return [f for f in self.waiting if f.db is None]
+
+    @property
+    def mount_attention(self) -> list[FileState]:
+        return [f for f in self.attention if f.db is None]
+
     health: dict[str, object] | None = None  # the daemon's drive-health.json, if any
     # drive files still to trash (doomed, or held by superseded versions): until they are
     # gone the drive may hold an extra copy of a name
