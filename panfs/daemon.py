@@ -25,7 +25,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from panfs import embedded, lock, sdnotify
+from panfs import embedded, lock, mounts, sdnotify
 from panfs import health as drive_health
 from panfs.attrs import AttrStore
 from panfs.cache import Cache
@@ -48,18 +48,9 @@ from panfs.vfs import Core
 log = logging.getLogger(__name__)
 
 
-def _fsname(state_dir: Path) -> str:
-    """``panfs:STATE_DIR`` (shown by mount and df; ``panfs status MOUNTPOINT`` reads it),
-    or plain ``panfs`` when the path would not survive the option string."""
-    text = str(state_dir)
-    if any(c in text for c in ",\\") or not text.isprintable():
-        return "panfs"
-    return f"panfs:{text}"
-
-
-def fuse_options(cfg: Config, mopts: MountOptions, state_dir: Path | None = None) -> set[str]:
-    fsname = _fsname(state_dir) if state_dir is not None else "panfs"
-    opts = {f"fsname={fsname}", "subtype=panfs", "default_permissions", "noatime"}
+def fuse_options(cfg: Config, mopts: MountOptions, state_dir: Path) -> set[str]:
+    opts = {f"fsname={mounts.fsname(state_dir)}", "subtype=panfs", "default_permissions",
+            "noatime"}  # fmt: skip
     if cfg.mount.allow_other or mopts.allow_other:
         opts.add("allow_other")
     if mopts.ro:
@@ -137,25 +128,33 @@ class _Reporter:
 
 async def run_mount(
     cfg: Config,
+    layout: Layout,
     mountpoint: Path,
     *,
-    options: set[str],
     ready: Callable[[], None],
     mopts: MountOptions | None = None,
 ) -> None:
+    """Mount at ``mountpoint`` until unmounted or signalled; ``layout``'s dirs exist (the
+    caller made them, and moved an earlier layout)."""
     # SIGUSR1 (panfs retry / forget wake whoever holds the state dir's lock) would kill the
     # process outside _on_signal's window: the lock is held from here on, and after it
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    layout = Layout.of(cfg)
     mopts = mopts or MountOptions()
     state_dir = layout.state_dir
-    layout.make()
+    options = fuse_options(cfg, mopts, state_dir)
     with contextlib.ExitStack() as stack:
         stack.enter_context(lock.acquire(state_dir, str(mountpoint)))
         if cfg.embedded:
             drive = embedded.start(xdg_dir("data"), state_dir / "drive.log")
             stack.callback(drive.stop)
-            settings = remote_settings.from_account_file(drive.account_file)
+            # the config's timeouts, back-off and rate limits hold for the embedded drive too
+            settings = remote_settings.from_account_file(
+                drive.account_file,
+                connect_timeout=cfg.remote.connect_timeout,
+                read_timeout=cfg.remote.read_timeout,
+                max_backoff=cfg.remote.max_backoff,
+                rate_limits=cfg.remote.rate_limits,
+            )
             settings = dataclasses.replace(
                 settings,
                 endpoint=drive.url,
