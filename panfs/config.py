@@ -223,8 +223,6 @@ SCHEMA: dict[str, Key] = {
     "log.backups": Key(_count, 3, "rotated logs kept (panfs.log.1 ...)"),
 }
 
-SECTIONS = ("remote", "cache", "upload", "mount", "state", "log")
-
 
 # Typed sections: one frozen dataclass per config section, built once from ``SCHEMA``
 # (which holds every default, once). Field names are the keys after the section's dot.
@@ -291,6 +289,7 @@ _SECTION_TYPES: dict[str, type] = {
     "state": StateSection,
     "log": LogSection,
 }
+SECTIONS = tuple(_SECTION_TYPES)
 
 
 def _build(cls: type[_S], section: str, values: Mapping[str, Any]) -> _S:
