@@ -140,8 +140,11 @@ def _rate_limits(v: Any) -> dict[str, float]:
     return out
 
 
+TOKEN_STYLES = ("json", "query")  # how a token URL is asked: POST a JSON body, or GET
+
+
 def _token_style(v: Any) -> str:
-    if v not in ("json", "query"):
+    if v not in TOKEN_STYLES:
         raise ValueError("expected json (POST a JSON body) or query (GET with parameters)")
     return str(v)
 

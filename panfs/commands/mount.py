@@ -21,8 +21,6 @@ import signal
 import sys
 from pathlib import Path
 
-import trio
-
 from panfs import config, logs, mounts
 from panfs.errors import LocalError, PanfsError, UsageError
 from panfs.mount_options import KNOWN, MountOptions, parse
@@ -97,6 +95,8 @@ def check_fuse() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import trio  # here, not at the top: every panfs command imports this module
+
     from panfs import daemon, migrate
 
     mopts = parse(args.options)
@@ -161,6 +161,8 @@ def _daemonize(
     mopts: MountOptions,
     lvl: int,
 ) -> int:
+    import trio
+
     from panfs import daemon
 
     r, w = os.pipe()
