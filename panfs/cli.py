@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="show the panfs, Python, pyfuse3 and libfuse versions and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         mod = _module(name)
@@ -57,6 +62,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         mod.add_arguments(p)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``: the versions are looked up (libfuse through ctypes) only when asked."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        print(version_text())
+        parser.exit()
 
 
 def _codes_epilog() -> str:

@@ -140,8 +140,11 @@ def _rate_limits(v: Any) -> dict[str, float]:
     return out
 
 
+TOKEN_STYLES = ("json", "query")  # how a token URL is asked: POST a JSON body, or GET
+
+
 def _token_style(v: Any) -> str:
-    if v not in ("json", "query"):
+    if v not in TOKEN_STYLES:
         raise ValueError("expected json (POST a JSON body) or query (GET with parameters)")
     return str(v)
 
@@ -186,6 +189,9 @@ SCHEMA: dict[str, Key] = {
     "remote.connect_timeout": Key(_seconds, 10.0, "seconds to open a connection"),
     "remote.read_timeout": Key(_seconds, 60.0, "seconds without a byte before a request fails"),
     "remote.max_backoff": Key(_seconds, 60.0, "cap on the retry back-off, seconds"),
+    "remote.unreachable_after": Key(
+        _seconds, 30.0, "seconds of failing uploads with no part acknowledged: unreachable"
+    ),
     "remote.rate_limits": Key(
         _rate_limits, {}, "requests/s per endpoint over the official list 4, getDownloadUrl 1, * 15"
     ),
@@ -220,8 +226,6 @@ SCHEMA: dict[str, Key] = {
     "log.backups": Key(_count, 3, "rotated logs kept (panfs.log.1 ...)"),
 }
 
-SECTIONS = ("remote", "cache", "upload", "mount", "state", "log")
-
 
 # Typed sections: one frozen dataclass per config section, built once from ``SCHEMA``
 # (which holds every default, once). Field names are the keys after the section's dot.
@@ -238,6 +242,7 @@ class RemoteSection:
     connect_timeout: float
     read_timeout: float
     max_backoff: float
+    unreachable_after: float
     rate_limits: dict[str, float]
 
 
@@ -287,6 +292,7 @@ _SECTION_TYPES: dict[str, type] = {
     "state": StateSection,
     "log": LogSection,
 }
+SECTIONS = tuple(_SECTION_TYPES)
 
 
 def _build(cls: type[_S], section: str, values: Mapping[str, Any]) -> _S:

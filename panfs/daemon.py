@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import signal
@@ -26,7 +25,8 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from panfs import embedded, lock, sdnotify
+from panfs import embedded, lock, mounts, sdnotify
+from panfs import health as drive_health
 from panfs.attrs import AttrStore
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
@@ -47,21 +47,10 @@ from panfs.vfs import Core
 
 log = logging.getLogger(__name__)
 
-HEALTH_FILE = "drive-health.json"
 
-
-def _fsname(state_dir: Path) -> str:
-    """``panfs:STATE_DIR`` (shown by mount and df; ``panfs status MOUNTPOINT`` reads it),
-    or plain ``panfs`` when the path would not survive the option string."""
-    text = str(state_dir)
-    if any(c in text for c in ",\\") or not text.isprintable():
-        return "panfs"
-    return f"panfs:{text}"
-
-
-def fuse_options(cfg: Config, mopts: MountOptions, state_dir: Path | None = None) -> set[str]:
-    fsname = _fsname(state_dir) if state_dir is not None else "panfs"
-    opts = {f"fsname={fsname}", "subtype=panfs", "default_permissions", "noatime"}
+def fuse_options(cfg: Config, mopts: MountOptions, state_dir: Path) -> set[str]:
+    opts = {f"fsname={mounts.fsname(state_dir)}", "subtype=panfs", "default_permissions",
+            "noatime"}  # fmt: skip
     if cfg.mount.allow_other or mopts.allow_other:
         opts.add("allow_other")
     if mopts.ro:
@@ -84,45 +73,49 @@ async def _on_signal(wake: Callable[[], None]) -> None:
 class _Reporter:
     """One WARNING per failed upload, and per new error of an upload being retried, with
     the file's name quoted (a name cannot forge a log line); and ``STATE_DIR/drive-health.json``
-    while the drive is failing every upload: since when, and the last error (``panfs status``
-    shows it instead of a stale rate). It goes once the drive acknowledges a part again."""
+    (``panfs.health``) while uploads fail and the drive has acknowledged no part for
+    ``grace`` seconds: since its last acknowledgement, and the last error (``panfs status``
+    shows it instead of a stale rate). One error between acknowledged parts is not an
+    outage: the file appears only after ``grace`` seconds without one, and goes once the
+    drive acknowledges a part again, or nothing is being retried."""
 
-    def __init__(self, journal: Journal, state_dir: Path) -> None:
+    def __init__(self, journal: Journal, state_dir: Path, grace: float) -> None:
         self.journal = journal
-        self.seen: dict[int, str | None] = {}
-        self.health = state_dir / HEALTH_FILE
-        self.since: float | None = None
-        self.health.unlink(missing_ok=True)
+        self.state_dir = state_dir
+        self.grace = grace
+        self.seen: dict[int, str] = {}  # job id -> its error already logged
+        self.last_ack = time.time()  # as far as this daemon knows: it is answering
+        self.written = False
+        drive_health.clear(state_dir)
 
     def job_ended(self, job_id: int) -> None:
+        self.seen.pop(job_id, None)
         job = self.journal.get(job_id)
         if job is not None and job.state == "failed":
             log.warning("upload failed for good: %s: %s; after fixing the cause run: "
                         "panfs retry", quote(job.remote_path), job.error)  # fmt: skip
 
-    def _acked_since(self, since: float) -> bool:
-        row = self.journal.conn.execute(
-            "SELECT 1 FROM parts WHERE acked_at > ? LIMIT 1", (since,)
-        ).fetchone()
-        return row is not None
-
-    def check(self) -> None:
-        errors = []
-        for job in self.journal.jobs(("pending", "uploading")):
+    def check(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        erroring = self.journal.erroring()
+        for job in erroring:
             if job.error and self.seen.get(job.id) != job.error:
                 log.warning("upload of %s: %s; retrying", quote(job.remote_path), job.error)
-            if job.error:
-                errors.append(job.error)
-                self.seen[job.id] = job.error
-        if self.since is not None and self._acked_since(self.since):
-            log.info("the drive acknowledges parts again")
-            self.since = None
-            self.health.unlink(missing_ok=True)
-        elif errors and self.since is None:
-            self.since = time.time()
-            tmp = self.health.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"since": self.since, "error": errors[0][:300]}))
-            os.replace(tmp, self.health)
+        # a job no longer erroring (its retry got through, it ended, it was forgotten) goes:
+        # its next error is news
+        self.seen = {job.id: job.error for job in erroring if job.error}
+        acked = self.journal.acked_since(self.last_ack)
+        if acked is not None:
+            self.last_ack = acked
+        down = bool(erroring) and now - self.last_ack >= self.grace
+        if down and not self.written:
+            drive_health.write(self.state_dir, self.last_ack, erroring[0].error or "")
+            self.written = True
+        elif self.written and not down:
+            if acked is not None:
+                log.info("the drive acknowledges parts again")
+            drive_health.clear(self.state_dir)
+            self.written = False
 
     async def watch(self, every: float = 1.0) -> None:
         try:
@@ -130,27 +123,38 @@ class _Reporter:
                 self.check()
                 await trio.sleep(every)
         finally:
-            self.health.unlink(missing_ok=True)
+            drive_health.clear(self.state_dir)
 
 
 async def run_mount(
     cfg: Config,
+    layout: Layout,
     mountpoint: Path,
     *,
-    options: set[str],
     ready: Callable[[], None],
     mopts: MountOptions | None = None,
 ) -> None:
-    layout = Layout.of(cfg)
+    """Mount at ``mountpoint`` until unmounted or signalled; ``layout``'s dirs exist (the
+    caller made them, and moved an earlier layout)."""
+    # SIGUSR1 (panfs retry / forget wake whoever holds the state dir's lock) would kill the
+    # process outside _on_signal's window: the lock is held from here on, and after it
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     mopts = mopts or MountOptions()
     state_dir = layout.state_dir
-    layout.make()
+    options = fuse_options(cfg, mopts, state_dir)
     with contextlib.ExitStack() as stack:
         stack.enter_context(lock.acquire(state_dir, str(mountpoint)))
         if cfg.embedded:
             drive = embedded.start(xdg_dir("data"), state_dir / "drive.log")
             stack.callback(drive.stop)
-            settings = remote_settings.from_account_file(drive.account_file)
+            # the config's timeouts, back-off and rate limits hold for the embedded drive too
+            settings = remote_settings.from_account_file(
+                drive.account_file,
+                connect_timeout=cfg.remote.connect_timeout,
+                read_timeout=cfg.remote.read_timeout,
+                max_backoff=cfg.remote.max_backoff,
+                rate_limits=cfg.remote.rate_limits,
+            )
             settings = dataclasses.replace(
                 settings,
                 endpoint=drive.url,
@@ -175,7 +179,7 @@ async def run_mount(
                     list_ttl=cfg.mount.list_ttl, uid=uid, gid=gid,
                     upload_delay=cfg.upload.delay, link_suffix=cfg.mount.link_suffix,
                 )  # fmt: skip
-                reporter = _Reporter(journal, state_dir)
+                reporter = _Reporter(journal, state_dir, cfg.remote.unreachable_after)
                 uploader.on_job_end.append(reporter.job_ended)
                 core.recover()
                 uploader.wake()

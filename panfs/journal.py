@@ -152,6 +152,21 @@ class Journal:
                 "UPDATE jobs SET next_retry_at = NULL WHERE state = 'pending' AND error IS NULL"
             )
 
+    def erroring(self) -> list[Job]:
+        """Versions being retried: pending or uploading, with the last try's error."""
+        rows = self.conn.execute(
+            f"SELECT {_COLS} FROM jobs WHERE error IS NOT NULL"
+            " AND state IN ('pending', 'uploading') ORDER BY id"
+        ).fetchall()
+        return [Job(*r) for r in rows]
+
+    def acked_since(self, since: float) -> float | None:
+        """When the drive last acknowledged a part, if it did after ``since``."""
+        row = self.conn.execute(
+            "SELECT max(acked_at) FROM parts WHERE acked_at > ?", (since,)
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def parts(self, job_id: int) -> list[PartRecord]:
         rows = self.conn.execute(
             "SELECT part_number, offset, size, etag, xxh3, acked_at FROM parts"
@@ -397,6 +412,33 @@ class Journal:
 
     def set_replaces(self, job_id: int, file_id: str | None) -> None:
         self._set(job_id, replaces_file_id=file_id)
+
+    def requeue_failed(self, job_ids: Iterable[int]) -> list[int]:
+        """Failed versions go back to ``pending`` with no error and no retry time (``panfs
+        retry``, once the cause is fixed); a job that is no longer failed is left alone.
+        Returns the ids requeued."""
+        done = []
+        with self.conn:
+            for job_id in job_ids:
+                cur = self.conn.execute(
+                    "UPDATE jobs SET state = 'pending', error = NULL, next_retry_at = NULL,"
+                    " updated_at = ? WHERE id = ? AND state = 'failed'",
+                    (time.time(), job_id),
+                )
+                if cur.rowcount == 1:
+                    done.append(job_id)
+        return done
+
+    def remove_landed(self, job_id: int) -> bool:
+        """Drop a landed version that failed in its post-steps (``panfs forget``): its drive
+        file is the name on the drive and stays (nothing is doomed). True when removed."""
+        with self.conn:
+            cur = self.conn.execute(
+                "DELETE FROM jobs WHERE id = ? AND landed_at IS NOT NULL"
+                " AND state IN ('failed', 'interrupted')",
+                (job_id,),
+            )
+        return cur.rowcount == 1
 
     def remove(self, job_id: int) -> None:
         with self.conn:

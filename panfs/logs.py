@@ -13,8 +13,9 @@ import logging.handlers
 import sys
 from pathlib import Path
 
+from panfs.config import LOG_LEVELS
+
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _ESC = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
 
 
@@ -59,8 +60,8 @@ def level(base: str, verbose: int = 0, quiet: int = 0, explicit: str | None = No
     """``--log-level`` wins; else the config's level moved down by ``-v``, up by ``-q``."""
     if explicit:
         return int(getattr(logging, explicit.upper()))
-    i = _LEVELS.index(base.upper()) - verbose + quiet
-    return int(getattr(logging, _LEVELS[max(0, min(len(_LEVELS) - 1, i))]))
+    i = LOG_LEVELS.index(base.upper()) - verbose + quiet
+    return int(getattr(logging, LOG_LEVELS[max(0, min(len(LOG_LEVELS) - 1, i))]))
 
 
 def setup(

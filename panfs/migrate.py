@@ -22,6 +22,7 @@ Must not: run beside a daemon (it holds both folders' locks while it works).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -29,6 +30,7 @@ import sqlite3
 from pathlib import Path
 
 from panfs import crashpoint, lock
+from panfs.atomic import fsync_dir, write_atomic
 from panfs.errors import LocalError
 from panfs.paths import Layout
 
@@ -67,24 +69,6 @@ def journal_path(layout: Layout) -> Path:
     return layout.journal
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _copy_file(src: Path, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     shutil.copyfile(src, tmp)
@@ -92,7 +76,7 @@ def _copy_file(src: Path, dst: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def run(layout: Layout) -> int:
@@ -103,7 +87,7 @@ def run(layout: Layout) -> int:
     state.mkdir(parents=True, exist_ok=True)
     marker = state / MARKER
     if not marker.exists():
-        _write_atomic(marker, str(old))
+        write_atomic(marker, str(old))
     crashpoint.reach("migrate_after_marker")
     with lock.acquire(old, "(moving state to " + str(state) + ")"), lock.acquire(state, "(moving)"):
         old_data, new_data = old / "data", state / "data"
@@ -119,11 +103,11 @@ def run(layout: Layout) -> int:
             if name != "daemon.lock":
                 with contextlib.suppress(FileNotFoundError):
                     (old / name).unlink()
-        _fsync_dir(old)
+        fsync_dir(old)
     with contextlib.suppress(FileNotFoundError):
         (old / "daemon.lock").unlink()
     marker.unlink()
-    _fsync_dir(state)
+    fsync_dir(state)
     log.info("moved the journal, tokens and %d files not yet uploaded from %s to %s",
              moved, old, state)  # fmt: skip
     return moved
@@ -167,7 +151,7 @@ def _copy_journal(src: Path, dst: Path, old_data: Path, new_data: Path) -> None:
         os.fsync(f.fileno())
     crashpoint.reach("migrate_before_commit")
     os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
 
 
 def _move_dirty(journal: Path, old_data: Path, new_data: Path) -> int:
@@ -190,11 +174,11 @@ def _move_dirty(journal: Path, old_data: Path, new_data: Path) -> int:
         try:
             os.rename(entry.path, target)
         except OSError as e:
-            if e.errno != 18:  # EXDEV: another file system, copy it
+            if e.errno != errno.EXDEV:  # another file system: copy it
                 raise
             _copy_file(Path(entry.path), target)
             os.unlink(entry.path)
         moved += 1
-    _fsync_dir(new_data)
-    _fsync_dir(old_data)
+    fsync_dir(new_data)
+    fsync_dir(old_data)
     return moved

@@ -55,7 +55,7 @@ def parse(raw: list[str]) -> MountOptions:
     for chunk in raw:
         for opt in filter(None, (o.strip() for o in chunk.split(","))):
             key, eq, value = opt.partition("=")
-            if key in IGNORED or key.startswith("x-") or key.startswith("comment="):
+            if key in IGNORED or key.startswith("x-") or key == "comment":
                 continue
             if eq and key in VALUES:
                 if key in ("uid", "gid"):

@@ -22,6 +22,16 @@ FSTYPE = "fuse.panfs"
 SOURCE_PREFIX = "panfs:"  # fsname=panfs:STATE_DIR: any user finds the daemon's state
 
 
+def fsname(state_dir: Path) -> str:
+    """``panfs:STATE_DIR`` (shown by mount and df; ``panfs status MOUNTPOINT`` reads it back
+    as ``MountEntry.state_dir``), or plain ``panfs`` when the path would not survive the
+    option string."""
+    text = str(state_dir)
+    if any(c in text for c in ",\\") or not text.isprintable():
+        return "panfs"
+    return SOURCE_PREFIX + text
+
+
 @dataclass(frozen=True)
 class MountEntry:
     mountpoint: str

@@ -4,13 +4,13 @@ Owns: opening a state dir's journal read-only (beside a running daemon: SQLite
 WAL; as another user: one line instead of a traceback), listing the files that
 are waiting, uploading, failed or interrupted (including versions still in
 ``open_versions``: closed but not yet queued, or cut off if no daemon runs),
-whether a daemon holds the state dir, and since when the drive has not
-acknowledged anything while errors repeat. Must not: write anything.
+each uploading file's rate (bytes acknowledged over the last RATE_WINDOW seconds,
+one query for all), whether a daemon holds the state dir, and since when the drive
+has not acknowledged anything while errors repeat. Must not: write anything.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -19,15 +19,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from panfs import health as drive_health
 from panfs import lock
 from panfs.errors import LocalError
 
 WAITING = ("pending", "uploading")
 _JOBS = (
-    "SELECT j.id, j.remote_path, j.state, j.size, j.sent_bytes, j.error,"
-    " j.next_retry_at, j.source, (SELECT max(acked_at) FROM parts p"
-    " WHERE p.job_id = j.id), j.updated_at FROM jobs j"
-    " WHERE j.state IN ('pending', 'uploading', 'failed', 'interrupted') ORDER BY j.id"
+    "SELECT id, remote_path, state, size, sent_bytes, error, next_retry_at, source, updated_at"
+    " FROM jobs WHERE state IN ('pending', 'uploading', 'failed', 'interrupted') ORDER BY id"
+)
+RATE_WINDOW = 30.0  # seconds of acknowledged parts a rate is measured over
+# per job: bytes acknowledged in the window after its first part there (whose sending began
+# before the window), and the span between its first and last acknowledgement there
+_RATES = (
+    "SELECT job_id, sum(CASE WHEN n > 1 THEN size ELSE 0 END), max(acked_at) - min(acked_at)"
+    " FROM (SELECT job_id, size, acked_at,"
+    "  row_number() OVER (PARTITION BY job_id ORDER BY part_number) AS n"
+    "  FROM parts WHERE acked_at >= ?) GROUP BY job_id"
 )
 ATTENTION = ("failed", "interrupted")
 
@@ -42,8 +50,8 @@ class FileState:
     error: str | None
     next_retry_at: float | None
     source: str
-    last_ack: float | None  # when the drive last acknowledged a part of it
     updated_at: float
+    rate: float = 0.0  # bytes/s the drive acknowledged over the last RATE_WINDOW seconds
     db: str | None = None  # the journal holding it, when not the mount's (a panfs upload)
 
 
@@ -91,6 +99,16 @@ class Overview:
     def attention(self) -> list[FileState]:
         return [f for f in self.files if f.state in ATTENTION]
 
+    @property
+    def mount_waiting(self) -> list[FileState]:
+        """What the mount itself still has to upload (``panfs upload`` runs keep their own
+        journals beside it, and their own pace: ``umount --wait`` does not wait for them)."""
+        return [f for f in self.waiting if f.db is None]
+
+    @property
+    def mount_attention(self) -> list[FileState]:
+        return [f for f in self.attention if f.db is None]
+
     health: dict[str, object] | None = None  # the daemon's drive-health.json, if any
     # drive files still to trash (doomed, or held by superseded versions): until they are
     # gone the drive may hold an extra copy of a name
@@ -123,8 +141,7 @@ def read(journal: Path) -> Overview:
     versions: list[tuple[str, str, float, int | None, int | None]] = []
     if journal.exists():  # the mount's journal (none before the first mount)
         with open_ro(journal) as conn:
-            for row in conn.execute(_JOBS):
-                files.append(FileState(*row))
+            files += _jobs(conn, now)
             try:
                 cleanup = conn.execute(
                     "SELECT (SELECT count(*) FROM doomed) + (SELECT count(*) FROM jobs"
@@ -144,7 +161,7 @@ def read(journal: Path) -> Overview:
         # each `panfs upload` command keeps its own journal beside the mount's
         try:
             with open_ro(extra) as conn:
-                files += [replace(FileState(*row), db=str(extra)) for row in conn.execute(_JOBS)]
+                files += [replace(f, db=str(extra)) for f in _jobs(conn, now)]
         except (LocalError, FileNotFoundError, sqlite3.Error):
             continue
     for path, remote, opened_at, fsize, fmtime in versions:
@@ -159,14 +176,26 @@ def read(journal: Path) -> Overview:
             continue  # being written right now: not a file to report
         state = "closed" if whole else "interrupted"
         error = None if whole else "its writer was cut off (the daemon stopped)"
-        files.append(FileState(None, remote, state, size, 0, error, None, path, None, opened_at))
-    health = _health(state_dir) if alive else None
-    return Overview(files, alive, journal, now, health, int(cleanup))
+        files.append(FileState(None, remote, state, size, 0, error, None, path, opened_at))
+    health = drive_health.read(state_dir) if alive else None
+    ov = Overview(files, alive, journal, now, health, int(cleanup))
+    if ov.unreachable_since() is not None:
+        # an upload that is failing has no rate, whatever it had a minute ago
+        ov.files = [replace(f, rate=0.0) for f in files]
+    return ov
 
 
-def _health(state_dir: Path) -> dict[str, object] | None:
-    try:
-        data = json.loads((state_dir / "drive-health.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def _jobs(conn: sqlite3.Connection, now: float) -> list[FileState]:
+    """The journal's files to report, each uploading one with its rate (one query for all)."""
+    rates = {
+        job_id: sent / span
+        for job_id, sent, span in conn.execute(_RATES, (now - RATE_WINDOW,))
+        if span and span > 0
+    }
+    out = []
+    for row in conn.execute(_JOBS):
+        f = FileState(*row)
+        if f.state == "uploading" and not f.error and f.id in rates:
+            f = replace(f, rate=rates[f.id])
+        out.append(f)
+    return out

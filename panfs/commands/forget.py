@@ -2,11 +2,13 @@
 
 Owns: saying exactly what will be lost (the local copy, its size, why it is not
 on the drive; that the drive keeps whatever version it has), asking for
-confirmation unless ``--yes``, and then marking its job ``superseded`` (it never
-uploads). With no daemon running the local copy is deleted at once; with one
-running, it goes at the daemon's next start (the mount may still be reading it;
-``rm`` in the mount drops it at once). A ``panfs upload`` job's source is the
-user's own file and is never deleted. Must not: talk to the drive.
+confirmation unless ``--yes``, and then, for each job still failed or interrupted
+once the answer came, marking it ``superseded`` (it never uploads) or, for one whose
+bytes already landed on the drive (a later step failed), dropping its row (the
+drive file stays). With no daemon running the local copy is deleted at once; a
+running daemon is woken (SIGUSR1) and drops it from the mount at once (a copy the
+mount is still reading goes once it is closed). A ``panfs upload`` job's source is
+the user's own file and is never deleted. Must not: talk to the drive.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from pathlib import Path
 
 from panfs import exitcodes, lock
+from panfs.attrs import AttrStore, drive_key, version_key
+from panfs.commands.shared import open_journal, target, wake
 from panfs.config import format_size
 from panfs.errors import UsageError
+from panfs.journal import Job, Journal
 from panfs.logs import quote
 
 HELP = "drop a failed or interrupted upload for good (says what is lost, asks first)"
@@ -36,33 +40,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-y", "--yes", action="store_true", help="do not ask")
 
 
-def run(args: argparse.Namespace) -> int:
-    from panfs.commands.retry import connect, target, wake
+def _ours(source: str, data_dir: str) -> bool:
+    """A copy the mount made (in STATE_DIR/data), not a ``panfs upload`` user's own file."""
+    return os.path.dirname(os.path.realpath(source)) == data_dir
 
-    journal, paths = target(args)
-    conn = connect(journal)
-    state_dir = journal.parent
+
+def _announce(job: Job, data_dir: str) -> None:
+    why = f"{job.state}" + (f": {job.error}" if job.error else "")
+    where = (f"its local copy {job.source} is deleted" if _ours(job.source, data_dir)
+             else f"your file {job.source} is kept; only its upload is dropped")  # fmt: skip
+    if job.landed_at is not None:
+        print(f"will forget {quote(job.remote_path)} ({format_size(job.size)}, {why}): its "
+              f"bytes are on the drive, which keeps them; {where}")  # fmt: skip
+    else:
+        print(f"will forget the only copy of {quote(job.remote_path)} ({format_size(job.size)}"
+              f", {why}): {where}; the drive keeps whatever it has of it")  # fmt: skip
+
+
+def _drop(journal: Journal, job_id: int) -> Job | None:
+    """Forget one job as it is now (the prompt took time: ``panfs retry`` may have queued
+    it again, or it may have landed): a landed one's row goes and its drive file stays; any
+    other is superseded (guarded: still failed or interrupted, still unlanded). Returns the
+    job as it was forgotten, or None when it is no longer failed or interrupted."""
+    for _ in range(2):  # once more if it landed between the read and the supersede
+        job = journal.get(job_id)
+        if job is None or job.state not in ("failed", "interrupted"):
+            return None
+        if job.landed_at is not None:
+            return job if journal.remove_landed(job_id) else None
+        if journal.supersede(job_id):
+            return job
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    journal_path, paths = target(args)
+    conn = open_journal(journal_path)
+    state_dir = journal_path.parent
     data_dir = os.path.realpath(state_dir / "data")
+    forgotten: list[Job] = []
+    changed: list[str] = []
+    running = False
     try:
-        marks = ",".join("?" * len(paths))
-        rows = conn.execute(
-            "SELECT id, remote_path, state, source, size, error, file_id FROM jobs"
-            f" WHERE state IN ('failed', 'interrupted') AND remote_path IN ({marks})"
-            " ORDER BY id",
-            paths,
-        ).fetchall()
-        found = {r[1] for r in rows}
+        journal = Journal(conn)
+        named = set(paths)
+        rows = [j for j in journal.jobs(("failed", "interrupted")) if j.remote_path in named]
+        found = {j.remote_path for j in rows}
         for p in paths:
             if p not in found:
                 raise UsageError(f"{quote(p)}: no failed or interrupted upload of that name "
                                  "(panfs status lists them)")  # fmt: skip
-        for _, path, state, source, size, error, _ in rows:
-            ours = os.path.dirname(os.path.realpath(source)) == data_dir
-            what = (f"the only copy of {quote(path)} ({format_size(size)}, {state}"
-                    + (f": {error}" if error else "") + ")")  # fmt: skip
-            where = f"its local copy {source} is deleted" if ours else (
-                f"your file {source} is kept; only its upload is dropped")  # fmt: skip
-            print(f"will forget {what}: {where}; the drive keeps whatever it has of it")
+        for job in rows:
+            _announce(job, data_dir)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise UsageError("not asking on a non-terminal: add --yes to forget them")
@@ -71,28 +100,33 @@ def run(args: argparse.Namespace) -> int:
                 print("nothing forgotten")
                 return exitcodes.OK
         running = lock.is_held(state_dir)
-        with conn:
-            for job_id, *_ in rows:
-                conn.execute(
-                    "UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id = ?",
-                    (time.time(), job_id),
-                )
+        for job in rows:
+            dropped = _drop(journal, job.id)
+            if dropped is None:
+                changed.append(job.remote_path)
+            else:
+                forgotten.append(dropped)
         if not running:
-            for job_id, _path, _s, source, _size, _e, file_id in rows:
-                if os.path.dirname(os.path.realpath(source)) == data_dir:
+            attrs = AttrStore(conn)
+            for job in forgotten:
+                if _ours(job.source, data_dir):
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(source)
-                    with conn:
-                        conn.execute("DELETE FROM attrs WHERE key = ?", ("v:" + source,))
-                if file_id is None:
-                    with conn:
-                        conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                        os.unlink(job.source)
+                    if job.landed_at is not None and job.file_id:
+                        # what cp -p / rsync -a set stays with the drive file
+                        attrs.rekey(version_key(job.source), drive_key(job.file_id))
+                    else:
+                        attrs.drop(version_key(job.source))
+                if job.landed_at is None and job.file_id is None:
+                    journal.remove(job.id)  # nothing of it on the drive for the reaper to trash
     finally:
         conn.close()
-    for _, path, *_ in rows:
-        print(f"forgotten: {quote(path)}")
-    if running:
-        wake(state_dir)
-        print("the mount still lists them until it restarts; rm them in the mount to drop "
-              "them from it now")  # fmt: skip
-    return exitcodes.OK
+    for p in changed:
+        print(f"panfs forget: {quote(p)} is no longer failed or interrupted (panfs retry queued "
+              "it again?): left as it is; panfs status shows it", file=sys.stderr)  # fmt: skip
+    for job in forgotten:
+        print(f"forgotten: {quote(job.remote_path)}")
+    if running and forgotten and wake(state_dir):
+        print("the running mount drops them now (a copy still open there goes once it is "
+              "closed, or at the next mount)")  # fmt: skip
+    return exitcodes.ATTENTION if changed else exitcodes.OK

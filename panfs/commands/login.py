@@ -11,21 +11,17 @@ then saying what to run next. Every failure is one line. Must not: speak HTTP it
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-import trio
 import yaml
 
 from panfs import config
+from panfs.atomic import write_atomic
 from panfs.errors import AuthError, ConfigError, TransientError, UsageError
-from panfs.remote import login as api
 
 HELP = "log in to the drive with a QR code and write the config"
 EXAMPLE = """examples:
@@ -50,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-url", help="a token proxy's URL (instead of your own app)")
     p.add_argument(
         "--token-style",
-        choices=api.TOKEN_STYLES,
+        choices=config.TOKEN_STYLES,
         help="the proxy's shape: json (POST JSON, the default) or query (GET with parameters)",
     )
     p.add_argument(
@@ -92,7 +88,7 @@ class Plan:
         self.client_secret = pick("client_secret")
         self.token_url = pick("token_url")
         self.style = pick("token_style") or "json"
-        if self.style not in api.TOKEN_STYLES:
+        if self.style not in config.TOKEN_STYLES:
             raise ConfigError(f"remote.token_style: {self.style!r} is not json or query")
         self.own_app = bool(self.client_id and self.client_secret)
         if not self.own_app and not self.token_url:
@@ -150,6 +146,11 @@ def _show(url: str, qr: bool) -> None:
 
 
 async def _login(plan: Plan, qr: bool) -> str:
+    import httpx
+    import trio
+
+    from panfs.remote import login as api
+
     timeout = httpx.Timeout(30.0, connect=10.0)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as http:
         pending = await api.request_qrcode(http, plan.qrcode_url, plan.credentials)
@@ -187,23 +188,8 @@ async def _login(plan: Plan, qr: bool) -> str:
 def write_config(path: Path, data: Mapping[str, Any]) -> None:
     """Write ``data`` as YAML, mode 0600: temp file, fsync, rename, fsync the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.safe_dump(dict(data), f, sort_keys=False, allow_unicode=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    text = yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True)
+    write_atomic(path, text, 0o600)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,6 +197,8 @@ def run(args: argparse.Namespace) -> int:
     raw = _read_raw(path)
     remote = dict(raw.get("remote") or {})
     plan = Plan(args, remote)
+    import trio  # here, not at the top: every panfs command imports this module
+
     refresh_token = trio.run(_login, plan, not args.no_qr)
     remote.pop("account_file", None)  # the login's account replaces a drive server's
     remote.update(plan.remote_section(refresh_token))

@@ -17,10 +17,9 @@ import argparse
 import errno
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
-
-import trio
 
 from panfs import config, logs, mounts
 from panfs.errors import LocalError, PanfsError, UsageError
@@ -96,6 +95,8 @@ def check_fuse() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import trio  # here, not at the top: every panfs command imports this module
+
     from panfs import daemon, migrate
 
     mopts = parse(args.options)
@@ -108,26 +109,27 @@ def run(args: argparse.Namespace) -> int:
     layout.refuse_inside(mp)
     check_mountpoint(mp)
     layout.make()
+    # the migration holds the state dir's lock: a panfs retry / forget meanwhile sends its
+    # holder SIGUSR1, which must not kill it (the daemon listens for it once mounted)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     if migrate.pending(layout):
         n = migrate.run(layout)
         print(f"panfs mount: moved the journal, tokens and {n} file(s) not yet uploaded to "
               f"{layout.state_dir} (only clean data stays in {layout.cache_dir})",
               file=sys.stderr)  # fmt: skip
-    options = daemon.fuse_options(cfg, mopts, layout.state_dir)
     lvl = logs.level(cfg.log.level, args.verbose, args.quiet, args.log_level)
     if args.foreground or mopts.foreground:
         _setup_logging(cfg, layout, lvl, True)
         logging.getLogger("panfs").info("log: %s", layout.log_file)
         try:
-            trio.run(lambda: daemon.run_mount(cfg, mp, options=options, ready=lambda: None,
-                                              mopts=mopts))  # fmt: skip
+            trio.run(lambda: daemon.run_mount(cfg, layout, mp, ready=lambda: None, mopts=mopts))
         except BaseExceptionGroup as group:
             msg = _fuse_failure(group)
             if msg is None:
                 raise
             raise LocalError(msg) from None
         return 0
-    return _daemonize(cfg, layout, mp, options, mopts, lvl)
+    return _daemonize(cfg, layout, mp, mopts, lvl)
 
 
 def _setup_logging(cfg: config.Config, layout: Layout, lvl: int, foreground: bool) -> None:
@@ -156,10 +158,11 @@ def _daemonize(
     cfg: config.Config,
     layout: Layout,
     mp: Path,
-    options: set[str],
     mopts: MountOptions,
     lvl: int,
 ) -> int:
+    import trio
+
     from panfs import daemon
 
     r, w = os.pipe()
@@ -190,7 +193,7 @@ def _daemonize(
 
     try:
         _setup_logging(cfg, layout, lvl, False)
-        trio.run(lambda: daemon.run_mount(cfg, mp, options=options, ready=ready, mopts=mopts))
+        trio.run(lambda: daemon.run_mount(cfg, layout, mp, ready=ready, mopts=mopts))
         status = 0
     except PanfsError as e:
         logging.getLogger("panfs").error("mount failed: %s", e)

@@ -10,15 +10,12 @@ the files' bytes or talk to the drive.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import sqlite3
 import sys
-import time
 from pathlib import Path
 
-from panfs import exitcodes, lock, mounts
-from panfs.errors import LocalError, UsageError
+from panfs import exitcodes
+from panfs.commands.shared import open_journal, target, wake
+from panfs.journal import Journal
 from panfs.logs import quote
 
 HELP = "queue failed uploads again (after fixing what made them fail)"
@@ -34,75 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path)
 
 
-def target(args: argparse.Namespace) -> tuple[Path, list[str]]:
-    """The journal to change and the drive paths named (empty: all)."""
-    from panfs.commands.status import journal_for
-
-    mount = args.mount
-    drive_paths: list[str] = []
-    for raw in args.paths:
-        p = Path(raw).expanduser()
-        inside = mounts.containing(Path(os.path.abspath(p)))
-        if inside is not None:
-            mp, rel = inside
-            if mount is not None and mounts.resolve(mount) != mp:
-                raise UsageError(f"{raw} is in the mount at {mp}, not in {mount}")
-            mount = mp
-            drive_paths.append("/" + rel if rel != "." else "/")
-        elif raw.startswith("/"):
-            drive_paths.append(raw.rstrip("/") or "/")
-        else:
-            raise UsageError(f"{raw}: give a path in a panfs mount, or a drive path like /dir/file")
-    return journal_for(mount, args.config), drive_paths
-
-
-def connect(journal: Path) -> sqlite3.Connection:
-    if not journal.exists():
-        raise UsageError(f"no journal at {journal}: nothing was ever queued there")
-    try:
-        conn = sqlite3.connect(journal, timeout=30)
-        conn.execute("BEGIN IMMEDIATE").execute("ROLLBACK")
-    except sqlite3.Error as e:
-        raise LocalError(
-            f"cannot write the journal {journal} ({e}); run this as the user that mounted"
-        ) from None
-    return conn
-
-
-def wake(state_dir: Path) -> bool:
-    """Tell a running daemon the journal changed (SIGUSR1); False if none runs."""
-    if not lock.is_held(state_dir):
-        return False
-    pid = (lock.holder(state_dir) or {}).get("pid")
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, signal.SIGUSR1)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
 def run(args: argparse.Namespace) -> int:
     journal, paths = target(args)
-    conn = connect(journal)
+    conn = open_journal(journal)
     try:
-        marks = ",".join("?" * len(paths))
-        where = f" AND remote_path IN ({marks})" if paths else ""
-        rows = conn.execute(
-            f"SELECT id, remote_path, state FROM jobs WHERE state IN ('failed', 'interrupted')"
-            f"{where} ORDER BY id",
-            paths,
-        ).fetchall()
-        failed = [(i, p) for i, p, s in rows if s == "failed"]
-        cut = [p for _, p, s in rows if s == "interrupted"]
-        with conn:
-            for job_id, _ in failed:
-                conn.execute(
-                    "UPDATE jobs SET state = 'pending', error = NULL, next_retry_at = NULL,"
-                    " updated_at = ? WHERE id = ? AND state = 'failed'",
-                    (time.time(), job_id),
-                )
+        jobs = Journal(conn)
+        named = set(paths)
+        rows = [
+            j for j in jobs.jobs(("failed", "interrupted")) if not paths or j.remote_path in named
+        ]
+        cut = [job.remote_path for job in rows if job.state == "interrupted"]
+        requeued = set(jobs.requeue_failed(j.id for j in rows if j.state == "failed"))
+        failed = [(job.id, job.remote_path) for job in rows if job.id in requeued]
     finally:
         conn.close()
     for p in cut:

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from panfs import config, exitcodes
+from panfs import exitcodes
+from panfs.commands.shared import advice, human, journal_for, line
 from panfs.logs import quote
-from panfs.overview import FileState, Overview
+from panfs.overview import Overview
 
 HELP = "show pending, uploading, interrupted and failed files"
 EXAMPLE = """examples:
@@ -28,8 +29,6 @@ EXAMPLE = """examples:
   panfs status /mnt/pan        the mount at /mnt/pan, whatever config it was started with
   panfs status --json          machine-readable; exit code 3 when a file needs attention
   panfs status --watch         redraw until Ctrl-C (plain lines when piped)"""
-
-RATE_WINDOW = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,82 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", action="store_true", help="redraw progress until interrupted")
 
 
-def journal_for(mountpoint: Path | None, config_path: Path | None) -> Path:
-    """The journal of the mount at ``mountpoint`` (registry / fsname), else of the config."""
-    from panfs import migrate, mounts, registry
-    from panfs.errors import UsageError
-    from panfs.paths import Layout
-
-    if mountpoint is not None:
-        mp = mounts.resolve(mountpoint)
-        state = registry.state_dir_of(mp)
-        if state is not None:
-            return state / "journal.db"
-        if config_path is None:
-            raise UsageError(f"no panfs mount is known at {mp}; give its config: --config FILE")
-    return migrate.journal_path(Layout.of(config.load(config_path)))
-
-
-def _rate(ov: Overview, f: FileState) -> float:
-    if f.state != "uploading" or f.error or f.id is None or ov.unreachable_since() is not None:
-        return 0.0  # an upload that is failing has no rate, whatever it had a minute ago
-    journal, now = (Path(f.db) if f.db else ov.journal), ov.now
-    from panfs.overview import open_ro
-
-    with open_ro(journal) as conn:
-        acks = conn.execute(
-            "SELECT size, acked_at FROM parts WHERE job_id = ? AND acked_at >= ?"
-            " ORDER BY part_number",
-            (f.id, now - RATE_WINDOW),
-        ).fetchall()
-    if len(acks) < 2:
-        return 0.0
-    span = acks[-1][1] - acks[0][1]
-    return sum(s for s, _ in acks[1:]) / span if span > 0 else 0.0
-
-
-def _human(n: float) -> str:
-    return config.format_size(n)
-
-
 def _ago(seconds: float) -> str:
     s = int(max(0.0, seconds))
     return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def line(ov: Overview, f: FileState) -> str:
-    pct = 100 * f.sent / f.size if f.size else 100.0
-    out = f"{f.state:<12} {quote(f.path)}  {_human(f.sent)} / {_human(f.size)} ({pct:.0f}%)"
-    rate = _rate(ov, f)
-    if rate:
-        out += f"  {_human(rate)}/s  ETA {(f.size - f.sent) / rate:.0f}s"
-    if f.state == "interrupted":
-        out += "  (its writer was cut off: re-copy it, or panfs forget it)"
-    if f.state == "closed":
-        out += "  (closed; queued for upload"
-        out += ")" if ov.daemon else " at the next mount)"
-    if f.error:
-        out += f"  last error: {quote(f.error)}"
-    if f.next_retry_at and ov.daemon:
-        out += f"  next retry in {max(0.0, f.next_retry_at - ov.now):.0f}s"
-    return out
-
-
-def advice(ov: Overview) -> list[str]:
-    lines = []
-    failed = [f for f in ov.attention if f.state == "failed"]
-    cut = [f for f in ov.attention if f.state == "interrupted"]
-    if failed:
-        lines.append(
-            f"{len(failed)} file(s) failed for good: fix the cause shown, then run "
-            "panfs retry (all) or panfs retry PATH; to drop one: panfs forget PATH"
-        )
-    if cut:
-        lines.append(
-            f"{len(cut)} file(s) were cut off while written: copy them into the mount again, "
-            "or drop them: panfs forget PATH"
-        )
-    return lines
 
 
 def render(ov: Overview) -> str:
@@ -139,8 +65,8 @@ def render(ov: Overview) -> str:
     waiting = ov.waiting
     total = sum(f.size for f in waiting)
     sent = sum(f.sent for f in waiting)
-    lines.append(f"total: {len(waiting)} to upload, {_human(sent)} / {_human(total)} sent")
-    lines += advice(ov)
+    lines.append(f"total: {len(waiting)} to upload, {human(sent)} / {human(total)} sent")
+    lines += advice(ov.attention)
     return "\n".join(lines)
 
 
@@ -157,7 +83,7 @@ def as_dict(ov: Overview) -> dict[str, Any]:
                 "state": f.state,
                 "size": f.size,
                 "sent": f.sent,
-                "rate": round(_rate(ov, f)),
+                "rate": round(f.rate),
                 "error": f.error,
                 "next_retry_at": f.next_retry_at,
                 "source": f.source,

@@ -3,10 +3,12 @@
 Owns: checking that the mount point is a panfs mount (``fuse.panfs`` in
 /proc/self/mountinfo; anything else is refused in one line), detaching a mount
 whose daemon died (lazy unmount), finding the mount's state dir whatever config
-it was started with, ``--wait``: polling its journal until no file is pending,
-uploading, or closed but not yet queued (the kernel's RELEASE, and the fsync
-before the job is written, come after close() returned), with progress on a
-terminal; the unmount itself; and the exit code (3 when files need attention).
+it was started with, ``--wait``: polling its journal until no file of the mount is
+pending, uploading, or closed but not yet queued (the kernel's RELEASE, and the
+fsync before the job is written, come after close() returned; ``panfs upload`` runs
+beside the mount keep their own journals and are not waited for), with progress on
+a terminal; the unmount itself; and the exit code (3 when files of the mount need
+attention).
 Must not: talk to the drive.
 """
 
@@ -61,9 +63,9 @@ def wait_uploads(journal: Path, poll: float = 0.2, show: bool = False) -> bool:
     try:
         while True:
             ov = read(journal)
-            if not ov.waiting and not ov.cleanup:
+            if not ov.mount_waiting and not ov.cleanup:
                 return True
-            if any(f.state == "pending" for f in ov.waiting):
+            if any(f.state == "pending" for f in ov.mount_waiting):
                 _no_delay(journal)
             if not ov.daemon:
                 return False
@@ -86,7 +88,7 @@ class _Bar:
         from panfs.overview import Overview
 
         assert isinstance(ov, Overview)
-        waiting = ov.waiting
+        waiting = ov.mount_waiting
         total, sent = sum(f.size for f in waiting), sum(f.sent for f in waiting)
         pct = 100 * sent / total if total else 0.0
         text = (
@@ -117,17 +119,17 @@ def _wait_gone(pid: int, limit: float = 30.0) -> None:
 
 
 def _attention(journal: Path) -> int:
-    from panfs.commands.status import advice, line
+    from panfs.commands.shared import advice, line
     from panfs.overview import read
 
     if not journal.exists():
         return exitcodes.OK
     ov = read(journal)
-    if not ov.attention:
+    if not ov.mount_attention:
         return exitcodes.OK
-    for f in ov.attention:
+    for f in ov.mount_attention:
         print(f"panfs umount: {line(ov, f)}", file=sys.stderr)
-    for text in advice(ov):
+    for text in advice(ov.mount_attention):
         print(f"panfs umount: {text}", file=sys.stderr)
     return exitcodes.ATTENTION
 
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if journal is not None and args.wait:
             from panfs.overview import read
 
-            left = read(journal).waiting if journal.exists() else []
+            left = read(journal).mount_waiting if journal.exists() else []
             if left:
                 print(
                     f"panfs umount: {len(left)} file(s) are not on the drive yet; they resume "

@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import trio
-
 from panfs import config, exitcodes
 from panfs.errors import LocalError, RemoteNotFoundError, UsageError
 from panfs.logs import quote
@@ -108,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
             f"REMOTE_DIR must be an absolute drive path like /backup, got {remote_dir!r}"
         )
     sources = _sources(args.paths[:-1])
+    import trio  # here, not at the top: every panfs command imports this module
+
     return trio.run(_main, cfg, sources, remote_dir.rstrip("/") or "/", args.json)
 
 
@@ -135,6 +135,8 @@ async def _folder(client: Any, path: str, cache: dict[str, str]) -> str:
 async def _main(
     cfg: config.Config, sources: list[tuple[Path, str]], remote_dir: str, as_json: bool
 ) -> int:
+    import trio
+
     from panfs import lock, migrate
     from panfs.journal import ACTIVE, Journal, identity
     from panfs.metadata import open_db
@@ -221,6 +223,8 @@ async def _watch(
     make_progress: Any,
     bars_cls: Any,
 ) -> None:
+    import trio
+
     uploader.wake()
 
     def finished() -> bool:

@@ -20,6 +20,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from panfs.atomic import write_atomic
+
 
 @dataclass
 class TokenState:
@@ -64,15 +66,4 @@ class TokenFile:
 
     def save(self, state: TokenState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomic(self.path, json.dumps(asdict(state)), 0o600)

@@ -306,3 +306,95 @@ def test_umount_wait_exits_3_on_a_failed_file_and_retry_works_offline(mounted: M
     m.remount()
     m.wait_idle()
     assert DriveReader(m.drive).read("/f.bin") == body
+
+
+# `panfs retry` / `panfs forget` send SIGUSR1 to whoever holds the state dir's lock: here it
+# arrives in the windows where the daemon holds the lock but does not listen for it (start-up,
+# before the signal task runs; the unmount, after it returned), as a concurrent retry may
+_USR1_OUTSIDE_WINDOW = """
+import os, signal, sys
+import pyfuse3
+from panfs import cli, daemon, migrate
+
+def usr1_first(fn):
+    def wrapped(*args, **kw):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return fn(*args, **kw)
+    return wrapped
+
+migrate.pending = usr1_first(migrate.pending)
+daemon.record_mount = usr1_first(daemon.record_mount)
+pyfuse3.close = usr1_first(pyfuse3.close)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigusr1_outside_the_listening_window_does_not_kill_the_daemon(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    _needs_fuse()
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    cfg = drive.write_client_config(tmp_path / "config.yaml", tmp_path / "cache")
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    with open(tmp_path / "mount.stderr", "wb") as err:
+        proc = subprocess.Popen(
+            [PANFS[0], "-P", "-c", _USR1_OUTSIDE_WINDOW, "mount", "--foreground", "--config",
+             str(cfg), str(mp)],
+            stdout=err, stderr=err, env=env,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: os.path.ismount(mp), "the mount", proc)  # type: ignore[arg-type]
+        (mp / "f.txt").write_bytes(b"still here")
+        os.kill(proc.pid, signal.SIGUSR1)  # mounted: "look again", nothing more
+        assert (mp / "f.txt").read_bytes() == b"still here"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        assert not os.path.ismount(mp)
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mp)], capture_output=True)
+        stop(proc)
+    log = (tmp_path / "cache" / "panfs.log").read_text()
+    assert "the journal changed (panfs retry / forget): looking again" in log
+    assert "unmounted" in log
+
+
+def test_umount_wait_does_not_wait_for_a_panfs_upload_beside_the_mount(mounted: Mounted) -> None:
+    """A ``panfs upload`` run keeps its own journal in the state dir (status lists its files):
+    one killed midway leaves a file pending there, which ``umount --wait`` must not wait for."""
+    import time
+
+    from panfs.journal import Journal
+    from panfs.metadata import open_db
+
+    m = mounted
+    env = _env(m)
+    (m.path / "f.txt").write_bytes(b"the mount's own")
+    src = m.base / "user-file.bin"
+    src.write_bytes(b"u" * 1000)
+    db = open_db(m.cache_dir / "uploads" / "killed-run" / "journal.db")
+    try:
+        Journal(db).add(source=str(src), parent_file_id="root", name="user-file.bin",
+                        remote_path="/backup/user-file.bin")  # fmt: skip
+    finally:
+        db.close()
+    _, data = _status(m.path, env)
+    assert {(f["path"], f["state"]) for f in data["files"]} >= {
+        ("/backup/user-file.bin", "pending")
+    }  # type: ignore[attr-defined]
+    proc = m.proc
+    assert proc is not None
+    cmd = [*PANFS, "umount", "--wait", str(m.path)]
+    pipe = subprocess.PIPE
+    with subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe, text=True) as umount:
+        deadline = time.monotonic() + 120  # bounds a hang only
+        while umount.poll() is None and time.monotonic() < deadline:
+            proc.poll()  # reap the daemon once it exits (it is our child)
+            time.sleep(0.02)
+        if umount.poll() is None:
+            umount.kill()
+        out, err = umount.communicate()
+    assert umount.returncode == 0, err or out
+    assert not os.path.ismount(m.path)
+    assert DriveReader(m.drive).read("/f.txt") == b"the mount's own"
+    assert src.read_bytes() == b"u" * 1000  # the user's file is untouched

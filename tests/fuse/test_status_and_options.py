@@ -163,7 +163,8 @@ def test_status_says_the_drive_is_unreachable_instead_of_a_stale_rate(
     tmp_path: Path, drive: DriveServer
 ) -> None:
     require_fuse()
-    m = Mounted(tmp_path / "m", drive, upload={"part_size": "256KiB"})
+    m = Mounted(tmp_path / "m", drive, upload={"part_size": "256KiB"},
+                remote={"unreachable_after": 1})  # fmt: skip
     try:
         drive.set_faults([{"op": "put_part", "action": "delay", "ms": 100}])
         body = os.urandom(4 << 20)

@@ -22,6 +22,14 @@ def test_mount_options_like_mount8() -> None:
     assert mount_options.parse(["uid=root"]).uid == 0
 
 
+def test_fstab_comment_option_is_ignored() -> None:
+    """fstab's ``comment=...`` (systemd reads e.g. comment=systemd.automount) is not ours."""
+    o = mount_options.parse(["comment=systemd.automount,uid=7", "comment=x=y"])
+    assert (o.uid, o.extra) == (7, ())
+    with pytest.raises(UsageError):
+        mount_options.parse(["commentary=1"])
+
+
 @pytest.mark.parametrize(
     ("opt", "words"),
     [
@@ -79,6 +87,12 @@ def test_mountinfo_parsing(tmp_path: Path) -> None:
     assert not es[0].is_panfs
     assert es[1].is_panfs
     assert es[1].state_dir == Path("/var/lib/pan st")
+    # the daemon's fsname is what state_dir reads back; a path the option string would break
+    # (a comma ends the option, a backslash escapes) is left out
+    assert mounts.MountEntry("/m", mounts.FSTYPE, mounts.fsname(Path("/s d"))).state_dir == Path(
+        "/s d"
+    )
+    assert [mounts.fsname(Path(p)) for p in ("/a,b", "/a\\b", "/a\nb")] == ["panfs"] * 3
 
 
 def test_dirs_inside_the_mount_point_are_refused(tmp_path: Path) -> None:
