@@ -220,6 +220,8 @@ class ReadPath:
             until = self.clean.next_present(file_id, off)
             limit = total if until is None or until <= off else min(total, until)
         needed, ahead = stream.plan(off, end, max(limit, end))
+        if self.clean is not None:
+            ahead = self._absent(file_id, ahead)
         inline = [self._start(stream, s, e, forced=True) for s, e in needed]
         if self._nursery is None:
             for chunk in inline:  # no read-ahead: the read fetches its own bytes
@@ -279,6 +281,19 @@ class ReadPath:
         return data
 
     # -- chunks --------------------------------------------------------------------------
+    def _absent(self, file_id: str, ahead: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Read-ahead trimmed to bytes the clean cache does not have: a read served from
+        memory (so not looked up on disk) may plan past ranges kept by an earlier mount."""
+        assert self.clean is not None
+        out: list[tuple[int, int]] = []
+        for s, e in ahead:
+            s = self.clean.gap_from(file_id, s)
+            until = self.clean.next_present(file_id, s)
+            e = e if until is None else min(e, until)
+            if s < e:
+                out.append((s, e))
+        return out
+
     def _stream(self, file_id: str) -> Stream:
         self._reads += 1
         stream = self.streams.get(file_id)

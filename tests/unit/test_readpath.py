@@ -178,3 +178,28 @@ async def test_fetched_chunks_land_in_the_clean_cache(tmp_path: Path) -> None:
     assert drive.fetched == before  # all from the clean cache now
     assert await clean.persist() == 1
     db.close()
+
+
+async def test_read_ahead_never_fetches_what_the_clean_cache_kept(tmp_path: Path) -> None:
+    """A tail kept by an earlier mount is not fetched again when a read from the start
+    reaches it: reads served from memory still trim their read-ahead to the missing bytes
+    (the cached range and the fetched ones merge, and the plan ran past them)."""
+    db = open_db(tmp_path / "j.db")
+    clean = CleanCache(db, Cache(tmp_path / "c"), max_size=1 << 30)
+    size = 6 * MiB + 5
+    await clean.store("f", size, 5 * MiB, expected(5 * MiB, size - 5 * MiB))
+    drive = FakeDrive()
+    rp = ReadPath(drive, clean, memory=16 * MiB)
+    rp.stores = 100  # this disk keeps up: every chunk is kept
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rp.run)
+        got = bytearray()
+        for off in range(0, size, 128 * KiB):
+            got += await rp.read("f", size, off, 128 * KiB)
+            while any(not c.stored for s in rp.streams.values() for c in s.chunks):
+                await trio.sleep(0.001)  # every fetched chunk stored before the next read
+        assert got == expected(0, size)
+        nursery.cancel_scope.cancel()
+    assert drive.fetched == 5 * MiB  # the kept tail came from the disk
+    assert all(s + n <= 5 * MiB for s, n in drive.gets)
+    db.close()
