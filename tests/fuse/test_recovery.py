@@ -332,7 +332,7 @@ sys.exit(cli.main(sys.argv[1:]))
 def test_sigusr1_outside_the_listening_window_does_not_kill_the_daemon(
     tmp_path: Path, drive: DriveServer
 ) -> None:
-    _needs_fuse()
+    require_fuse()
     mp = tmp_path / "mnt"
     mp.mkdir()
     cfg = drive.write_client_config(tmp_path / "config.yaml", tmp_path / "cache")
@@ -362,13 +362,10 @@ def test_sigusr1_outside_the_listening_window_does_not_kill_the_daemon(
 def test_umount_wait_does_not_wait_for_a_panfs_upload_beside_the_mount(mounted: Mounted) -> None:
     """A ``panfs upload`` run keeps its own journal in the state dir (status lists its files):
     one killed midway leaves a file pending there, which ``umount --wait`` must not wait for."""
-    import time
-
     from panfs.journal import Journal
     from panfs.metadata import open_db
 
     m = mounted
-    env = _env(m)
     (m.path / "f.txt").write_bytes(b"the mount's own")
     src = m.base / "user-file.bin"
     src.write_bytes(b"u" * 1000)
@@ -378,23 +375,11 @@ def test_umount_wait_does_not_wait_for_a_panfs_upload_beside_the_mount(mounted: 
                         remote_path="/backup/user-file.bin")  # fmt: skip
     finally:
         db.close()
-    _, data = _status(m.path, env)
-    assert {(f["path"], f["state"]) for f in data["files"]} >= {
+    _, data = _status(m)
+    assert {(f["path"], f["state"]) for f in data["files"]} >= {  # type: ignore[attr-defined]
         ("/backup/user-file.bin", "pending")
-    }  # type: ignore[attr-defined]
-    proc = m.proc
-    assert proc is not None
-    cmd = [*PANFS, "umount", "--wait", str(m.path)]
-    pipe = subprocess.PIPE
-    with subprocess.Popen(cmd, env=env, stdout=pipe, stderr=pipe, text=True) as umount:
-        deadline = time.monotonic() + 120  # bounds a hang only
-        while umount.poll() is None and time.monotonic() < deadline:
-            proc.poll()  # reap the daemon once it exits (it is our child)
-            time.sleep(0.02)
-        if umount.poll() is None:
-            umount.kill()
-        out, err = umount.communicate()
-    assert umount.returncode == 0, err or out
+    }
+    m.umount_wait()
     assert not os.path.ismount(m.path)
     assert DriveReader(m.drive).read("/f.txt") == b"the mount's own"
     assert src.read_bytes() == b"u" * 1000  # the user's file is untouched
