@@ -238,5 +238,10 @@ class NoDownloadUrl(PermanentError):
     """The drive answers ``getDownloadUrl`` without a usable URL (empty or null ``url``)."""
 
 
+class CreateMaybeApplied(PanfsError):
+    """A create that makes the file at once (rapid, empty) would be sent again after an
+    attempt whose answer was lost: the caller looks for the file before another create."""
+
+
 class UploadFailed(PanfsError):
     """An upload stopped for a permanent reason, recorded in the journal."""

@@ -38,7 +38,7 @@ ACTIVE: tuple[JobState, ...] = ("pending", "uploading")
 _COLS = (
     "id, source, size, mtime_ns, inode, fingerprint, parent_file_id, name, remote_path,"
     " replaces_file_id, state, file_id, upload_id, created_parent, created_name, part_size,"
-    " sent_bytes, error, next_retry_at, created_at, updated_at, landed_at"
+    " sent_bytes, error, next_retry_at, created_at, updated_at, landed_at, rapid_at"
 )
 # states whose job still holds a version that may yet land (and so may be superseded)
 UNLANDED: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
@@ -68,6 +68,7 @@ class Job:
     created_at: float
     updated_at: float
     landed_at: float | None = None
+    rapid_at: float | None = None
 
     @property
     def identity(self) -> tuple[int, int, int, str]:
@@ -523,6 +524,26 @@ class Journal:
                 " AND state = 'uploading'",
                 (now, now, job_id),
             )
+
+    def note_rapid_create(self, job_id: int, parent_file_id: str, name: str) -> None:
+        """Durable intent before a create that makes the file at once (a rapid upload, an
+        empty file): if its answer is lost (a crash, a dropped connection), the next try
+        looks for the file there before creating another copy of the name."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE jobs SET created_parent = ?, created_name = ?, rapid_at = ?,"
+                " updated_at = ? WHERE id = ? AND file_id IS NULL",
+                (parent_file_id, name, time.time(), time.time(), job_id),
+            )
+
+    def file_ids(self) -> set[str]:
+        """Every drive file a job of this journal knows (its own or the one it replaces)."""
+        rows = self.conn.execute(
+            "SELECT file_id FROM jobs WHERE file_id IS NOT NULL UNION"
+            " SELECT replaces_file_id FROM jobs WHERE replaces_file_id IS NOT NULL"
+            " UNION SELECT file_id FROM doomed"
+        ).fetchall()
+        return {r[0] for r in rows}
 
     def note_file(self, job_id: int, file_id: str, parent_file_id: str, name: str) -> None:
         """A drive file of this job is (or will be) at (folder, name): recorded whatever the

@@ -42,8 +42,11 @@ SCHEMA = [
         next_retry_at    REAL,                  -- unix seconds of the next try (error, delay)
         created_at       REAL NOT NULL,
         updated_at       REAL NOT NULL,
-        landed_at        REAL                   -- complete answered, hashes agreed: this version
+        landed_at        REAL,                  -- complete answered, hashes agreed: this version
                                                 --   IS the name on the drive (post-steps remain?)
+        rapid_at         REAL                   -- a create that makes the file at once (rapid,
+                                                --   empty) was sent at (created_parent,
+                                                --   created_name): its answer may be lost
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
@@ -114,7 +117,7 @@ def open_db(path: Path) -> sqlite3.Connection:
             conn.execute(stmt)
         _add_columns(conn, "open_versions", {"flushed_size": "INTEGER",
                                              "flushed_mtime_ns": "INTEGER"})  # fmt: skip
-        _add_columns(conn, "jobs", {"landed_at": "REAL"})
+        _add_columns(conn, "jobs", {"landed_at": "REAL", "rapid_at": "REAL"})
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return conn
 

@@ -34,6 +34,7 @@ import trio
 from panfs import crashpoint
 from panfs.errors import (
     CompleteRejected,
+    CreateMaybeApplied,
     NoDownloadUrl,
     PartConflict,
     PartError,
@@ -250,6 +251,8 @@ class UploadSession:
 
     async def _try_rapid(self, job: Job) -> bool:
         s = self.settings
+        if job.rapid_at is not None and not job.file_id and await self._found_lost(job):
+            return True
         if job.size == 0:
             return await self._empty(job)
         if not s.rapid_upload or job.size < s.rapid_threshold:
@@ -267,12 +270,8 @@ class UploadSession:
             async def reader(off: int, n: int) -> bytes:
                 return await read_at(job.source, off, n)
 
-            res = await self.client.create_file(
-                job.parent_file_id,
-                job.name,
-                job.size,
-                part_sizes(job.size, part),
-                rapid=RapidProof(full, job.size, reader),
+            res = await self._rapid_create(
+                job, job.size, part_sizes(job.size, part), RapidProof(full, job.size, reader)
             )
         if res.rapid_upload:
             log.info("%s: rapid upload, no bytes sent", job.remote_path)
@@ -294,9 +293,7 @@ class UploadSession:
             return b""
 
         try:
-            res = await self.client.create_file(
-                job.parent_file_id, job.name, 0, [0], rapid=RapidProof(EMPTY_SHA1, 0, nothing)
-            )
+            res = await self._rapid_create(job, 0, [0], RapidProof(EMPTY_SHA1, 0, nothing))
         except PermanentError as e:
             if isinstance(e, RemoteNotFoundError):
                 raise
@@ -309,6 +306,39 @@ class UploadSession:
         self._record_session(job, res, self.settings.part_size)
         await self._stream(self.job(), 0, 1, await sha1_hasher(job.source, 0))
         return True
+
+    async def _rapid_create(
+        self, job: Job, size: int, sizes: list[int], proof: RapidProof
+    ) -> CreateResult:
+        """A create that may make the file at once. Durable intent first; an attempt whose
+        answer may have been lost is never sent again blind (``_found_lost`` looks first)."""
+        self.journal.note_rapid_create(self.job_id, job.parent_file_id, job.name)
+        try:
+            return await self.client.create_file(
+                job.parent_file_id, job.name, size, sizes, rapid=proof
+            )
+        except CreateMaybeApplied as e:
+            raise TransientError(f"{e}; looking for it before the next try") from None
+
+    async def _found_lost(self, job: Job) -> bool:
+        """A rapid create was sent and its answer lost (a crash, a dropped connection): the
+        file it made (that name, this version's size and content, a file no job knows) is
+        this version's, and lands like any rapid upload instead of a second copy."""
+        assert job.created_parent is not None
+        assert job.created_name is not None
+        try:
+            items = await self.client.list_folder(job.created_parent)
+        except RemoteNotFoundError:
+            return False
+        known = self.journal.file_ids()
+        for f in sorted(items, key=lambda f: f.created_at, reverse=True):
+            if f.name != job.created_name or f.is_dir or f.file_id in known:
+                continue
+            if await self._same_content(job, f, self.digest):
+                log.info("%s: found the file a lost create made: adopted", job.remote_path)
+                await self._rapid_landed(job, f.file_id, None)
+                return True
+        return False
 
     async def _rapid_landed(self, job: Job, file_id: str, sha1: str | None) -> None:
         """A rapid upload made the file at once. It is recorded whatever the job's state,

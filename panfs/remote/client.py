@@ -52,6 +52,7 @@ from panfs import crashpoint
 from panfs.errors import (
     AuthError,
     CompleteRejected,
+    CreateMaybeApplied,
     NetworkError,
     NoDownloadUrl,
     PermanentError,
@@ -469,7 +470,19 @@ class OpenApiClient:
             body["pre_hash"] = pre_hash
         else:
             body["content_hash_name"] = "none"
-        return self._create_result(await self.call("openFile/create", body, prepare))
+        if rapid is None:
+            return self._create_result(await self.call("openFile/create", body, prepare))
+        sent = 0
+
+        def once_only() -> None:
+            # a rapid create makes the file: never a second copy behind the caller's back
+            nonlocal sent
+            sent += 1
+            if sent > 1:
+                raise CreateMaybeApplied(f"create {name}: an earlier attempt may have made it")
+
+        data, _ = await self._call("openFile/create", body, prepare, before_send=once_only)
+        return self._create_result(data)
 
     async def get_upload_urls(
         self, file_id: str, upload_id: str, part_numbers: Sequence[int]

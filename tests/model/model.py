@@ -388,7 +388,9 @@ def drive_problems(reader: DriveReader, drive: DriveServer, base: str, m: Model)
         counts = collections.Counter(i["name"] for i in items)
         for name, n in sorted(counts.items()):
             if n > 1:
-                problems.append(f"{path}/{name}: {n} copies on the drive")
+                copies = [(i.get("file_id"), i.get("size"), i.get("created_at")) for i in items
+                          if i["name"] == name]  # fmt: skip
+                problems.append(f"{path}/{name}: {n} copies on the drive: {copies}")
         want = set(m.listing(d))
         for name in sorted(set(counts) - want):
             problems.append(f"{path}/{name}: on the drive, not in the model")

@@ -196,7 +196,7 @@ async def test_read_ahead_never_fetches_what_the_clean_cache_kept(tmp_path: Path
         got = bytearray()
         for off in range(0, size, 128 * KiB):
             got += await rp.read("f", size, off, 128 * KiB)
-            while any(not c.stored for s in rp.streams.values() for c in s.chunks):
+            while any(not c.stored for s in rp.streams.values() for c in s.chunks):  # noqa: ASYNC110
                 await trio.sleep(0.001)  # every fetched chunk stored before the next read
         assert got == expected(0, size)
         nursery.cancel_scope.cancel()

@@ -432,3 +432,37 @@ def test_lost_part_answer_under_each_parts_listing(
         u.run(src, "/up")
         _check(drive, src, "/up/f.bin", resent)
         assert drive.stats()["part_bytes_received"] == SIZE + resent
+
+
+@pytest.mark.parametrize("kind", ["empty", "rapid"])
+def test_lost_answer_of_a_create_that_makes_the_file_leaves_one_copy(
+    uploads: Any, tmp_path: Path, kind: str
+) -> None:
+    """An empty file's create, and a rapid upload's, make the file at once: their answer
+    lost, the create is not sent blind again (a second copy of the name); the file it made
+    is found and adopted."""
+    u: Uploads = uploads(rapid_upload=True, rapid_threshold="1MiB")
+    src = tmp_path / "f.bin"
+    if kind == "empty":
+        src.write_bytes(b"")
+        rule = {"op": "create", "times": 1, "action": "drop_after_store", "match": {"type": "file"}}
+    else:
+        make_file(src, SIZE)
+        u.run(src, "/one")  # the drive has the content: /two's create is a rapid upload
+        rule = {"op": "create", "times": 1, "action": "drop_after_store",
+                "match": {"proof_version": "v1"}}  # fmt: skip
+
+    def creates() -> int:  # folders' and files' creates
+        return int(u.drive.stats()["requests"].get("create", 0))
+
+    before = creates()
+    u.run(src, "/control")  # the same upload, nothing lost
+    control = creates() - before
+    u.drive.set_faults([rule])
+    before = creates()
+    u.run(src, "/two")
+    assert creates() - before == control  # the create whose answer was lost: not sent again
+    names = [i["name"] for i in DriveReader(u.drive).list("/two")]
+    assert names == ["f.bin"]
+    assert DriveReader(u.drive).read("/two/f.bin") == src.read_bytes()
+    assert [r["fired"] for r in u.drive.admin("GET", "/admin/faults")] == [1]
