@@ -106,6 +106,7 @@ def test_4gib_copy_cut_at_half_continues_with_rsync_append_verify(
             m.kill()
             with contextlib.suppress(BrokenPipeError):  # cp may have gone already
                 cp.stdin.write(f.read(MiB))
+            with contextlib.suppress(BrokenPipeError):  # closes the pipe even if a flush fails
                 cp.stdin.close()
         cp.wait(60)
         assert cp.returncode != 0  # cut: cp saw the mount go away

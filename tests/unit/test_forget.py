@@ -30,7 +30,8 @@ def _failed(journal: Journal, source: Path, name: str, *, landed: bool) -> Job:
     if landed:
         journal.start_session(job.id, file_id="F-" + name, upload_id="u", part_size=1000,
                               parent_file_id="root", name=name)  # fmt: skip
-        assert journal.mark_landed(job.id)
+        journal.mark_landed(job.id)
+        assert journal.get(job.id).landed_at is not None  # type: ignore[union-attr]
     journal.set_state(job.id, "failed", "the move to its name was refused")
     got = journal.get(job.id)
     assert got is not None
