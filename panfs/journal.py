@@ -351,6 +351,19 @@ class Journal:
         hidden.update(self.doomed())
         return hidden
 
+    def lost_creates(self, parent_file_id: str) -> dict[str, float]:
+        """Names in a folder where a create whose answer was lost may have made a file of a
+        version now bound for another name: {name: when the create was sent}. Listings hide
+        new files of such a name until the upload adopts (and moves) or rules out the file."""
+        rows = self.conn.execute(
+            "SELECT created_name, MIN(rapid_at) FROM jobs WHERE created_parent = ?"
+            " AND rapid_at IS NOT NULL AND file_id IS NULL AND state != 'done'"
+            " AND (parent_file_id != created_parent OR name != created_name)"
+            " GROUP BY created_name",
+            (parent_file_id,),
+        ).fetchall()
+        return {r[0]: float(r[1]) for r in rows}
+
     def in_transit(self, parent_file_id: str, name: str) -> list[int]:
         """Jobs whose drive file may stand at (folder, name) on its way to another name
         (created there, renamed since): their post-steps move it."""
@@ -535,6 +548,11 @@ class Journal:
                 " updated_at = ? WHERE id = ? AND file_id IS NULL",
                 (parent_file_id, name, time.time(), time.time(), job_id),
             )
+
+    def clear_rapid(self, job_id: int) -> None:
+        """No file of a lost create was found: nothing of this job stands anywhere."""
+        with self.conn:
+            self.conn.execute("UPDATE jobs SET rapid_at = NULL WHERE id = ?", (job_id,))
 
     def file_ids(self) -> set[str]:
         """Every drive file a job of this journal knows (its own or the one it replaces)."""

@@ -181,11 +181,14 @@ class Namespace:
             folder.children = {}
         assert folder.file_id is not None
         hidden = self.journal.hidden_file_ids(folder.file_id)
+        lost = self.journal.lost_creates(folder.file_id)
         groups: dict[str, list[RemoteFile]] = {}
         links: dict[str, list[RemoteFile]] = {}
         for item in items:
             if item.file_id in hidden:
                 continue
+            if item.name in lost and _made_since(item, lost[item.name]):
+                continue  # maybe a lost create's file, bound for another name
             name, suffix = self._local_name(item)
             (links if suffix else groups).setdefault(name, []).append(item)
         for name, group in links.items():
@@ -269,3 +272,15 @@ class Namespace:
         if a is not None:
             node.mode, node.uid, node.gid = a.mode, a.uid, a.gid
             node.atime_ns, node.mtime_ns = a.atime_ns, a.mtime_ns
+
+
+SKEW = 600.0  # seconds the drive's clock may be behind ours
+
+
+def _made_since(item: RemoteFile, since: float) -> bool:
+    """Was the drive file created at or after ``since`` (our clock)? Unknown: yes."""
+    try:
+        made = datetime.fromisoformat(item.created_at).timestamp()
+    except ValueError:
+        return True
+    return made >= since - SKEW

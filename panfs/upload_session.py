@@ -147,10 +147,25 @@ class UploadSession:
 
     # -- entry ---------------------------------------------------------------------------
     async def run(self) -> None:
+        job = self.journal.get(self.job_id)
+        if job is not None and job.state == "superseded" and job.rapid_at and not job.file_id:
+            await self._sweep(job)
+            return
         try:
             await self._run()
         except Superseded:
             log.info("job %d superseded: abandoned", self.job_id)
+
+    async def _sweep(self, job: Job) -> None:
+        """A superseded version whose create's answer was lost (the reaper runs this before
+        it lets the version go): the file that create made, if any, is found and trashed."""
+        try:
+            await self._found_lost(job)  # found: it lands as superseded, so it is trashed
+        except Superseded:
+            pass
+        except OSError as e:  # its bytes are gone: nothing to recognise the file by
+            log.info("job %d: cannot look for a lost create's file: %s", self.job_id, e)
+            self.journal.clear_rapid(self.job_id)
 
     async def _run(self) -> None:
         job = self.job()
@@ -338,6 +353,7 @@ class UploadSession:
                 log.info("%s: found the file a lost create made: adopted", job.remote_path)
                 await self._rapid_landed(job, f.file_id, None)
                 return True
+        self.journal.clear_rapid(self.job_id)
         return False
 
     async def _rapid_landed(self, job: Job, file_id: str, sha1: str | None) -> None:

@@ -152,6 +152,8 @@ class Uploader:
             for job in self.journal.jobs(("superseded",)):
                 if job.id in self.running:
                     continue  # its session notices and stops (or trashes what landed)
+                if job.rapid_at is not None and not job.file_id and not await self._sweep(job.id):
+                    continue  # a lost create's file may stand: looked for again next round
                 self.journal.retire_superseded(job.id)
                 self._end(job.id)
             if self.trash is not None:
@@ -166,6 +168,20 @@ class Uploader:
             with trio.move_on_after(2.0):
                 await self._reaped.wait()
             self._reaped = trio.Event()
+
+    async def _sweep(self, job_id: int) -> bool:
+        """Let the session of a superseded version look for the file its lost create made
+        (and trash it). True when the version may go."""
+        self.running.add(job_id)
+        try:
+            await self.run_job(job_id)
+        except (RemoteError, OSError) as e:
+            log.info("job %d: a lost create's file not looked for yet: %s", job_id, e)
+            return False
+        finally:
+            self.running.discard(job_id)
+        job = self.journal.get(job_id)
+        return job is None or job.rapid_at is None or bool(job.file_id)
 
     async def _worker(self, job_id: int) -> None:
         attempt = 0
