@@ -433,6 +433,8 @@ class UploadSession:
         if remote.size != job.size:
             return False
         if remote.content_hash:
+            if sha1 is None and job.size == 0:
+                sha1 = EMPTY_SHA1  # nothing to read (its cache file may be gone)
             if sha1 is None:
                 sha1 = (await range_digests(job.source, 0, job.size, "sha1"))["sha1"]
             return remote.content_hash.upper() == sha1
