@@ -40,6 +40,10 @@ _COLS = (
     " replaces_file_id, state, file_id, upload_id, created_parent, created_name, part_size,"
     " sent_bytes, error, next_retry_at, created_at, updated_at, landed_at, rapid_at"
 )
+# the recovery folder: versions that failed or were cut off, set aside when a newer version
+# took their name; a folder of the mount only (never on the drive), listed from the journal
+RECOVERED_ID = "panfs:recovered"
+RECOVERED_NAME = ".panfs-recovered"
 # states whose job still holds a version that may yet land (and so may be superseded)
 UNLANDED: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
 
@@ -100,6 +104,7 @@ def identity(path: str) -> tuple[int, int, int, str]:
 class Journal:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.set_aside_count = 0  # versions moved to the recovery folder by this object
 
     # -- reading ---------------------------------------------------------------------
     def get(self, job_id: int) -> Job | None:
@@ -188,15 +193,20 @@ class Journal:
         state: JobState = "pending",
         not_before: float | None = None,
         supersede: bool = True,
+        set_aside: bool = False,
     ) -> tuple[Job, list[int]]:
         """Queue a version of (folder, name). In the same transaction every older unlanded
         job of that name is superseded (one name, one landing); the drive file such a job
         was to retire becomes this job's to retire, or is doomed when this job retires
         another. Returns the job and the ids it superseded. ``not_before``: the write-back
-        delay (the scheduler leaves the job alone until then)."""
+        delay (the scheduler leaves the job alone until then). ``set_aside``: older failed
+        or interrupted versions (their bytes are on no drive) go to the recovery folder
+        instead of being superseded."""
         size, mtime_ns, inode, fp = identity(source)
         now = time.time()
         with self.conn:
+            if set_aside:
+                self._set_aside(parent_file_id, name, now)
             older = self.conn.execute(
                 "SELECT id, replaces_file_id FROM jobs WHERE parent_file_id = ? AND name = ?"
                 " AND state IN ('pending', 'uploading', 'interrupted', 'failed')"
@@ -243,6 +253,28 @@ class Journal:
         job = self.get(int(cur.lastrowid or 0))
         assert job is not None
         return job, ids
+
+    def set_aside(self, parent_file_id: str, name: str) -> list[int]:
+        """A newer version takes the name (rename-over): failed or interrupted versions of it
+        go to the recovery folder, where they can be read, copied out and removed."""
+        with self.conn:
+            return self._set_aside(parent_file_id, name, time.time())
+
+    def _set_aside(self, parent_file_id: str, name: str, now: float) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT id, name FROM jobs WHERE parent_file_id = ? AND name = ?"
+            " AND state IN ('interrupted', 'failed') AND landed_at IS NULL",
+            (parent_file_id, name),
+        ).fetchall()
+        self.set_aside_count += len(rows)
+        for job_id, old in rows:
+            aside = _aside_name(job_id, old)
+            self.conn.execute(
+                "UPDATE jobs SET parent_file_id = ?, name = ?, remote_path = ?,"
+                " replaces_file_id = NULL, updated_at = ? WHERE id = ?",
+                (RECOVERED_ID, aside, f"/{RECOVERED_NAME}/{aside}", now, job_id),
+            )
+        return [r[0] for r in rows]
 
     def _set(self, job_id: int, **fields: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -436,8 +468,8 @@ class Journal:
             for job_id in job_ids:
                 cur = self.conn.execute(
                     "UPDATE jobs SET state = 'pending', error = NULL, next_retry_at = NULL,"
-                    " updated_at = ? WHERE id = ? AND state = 'failed'",
-                    (time.time(), job_id),
+                    " updated_at = ? WHERE id = ? AND state = 'failed' AND parent_file_id != ?",
+                    (time.time(), job_id, RECOVERED_ID),
                 )
                 if cur.rowcount == 1:
                     done.append(job_id)
@@ -577,3 +609,10 @@ class Journal:
     def mark_done(self, job_id: int, size: int) -> None:
         """Only after complete returned and the server's SHA-1 equals ours."""
         self._set(job_id, state="done", sent_bytes=size, error=None, next_retry_at=None)
+
+
+def _aside_name(job_id: int, name: str) -> str:
+    """``<job id>-<name>``: unique in the recovery folder, within the name limit."""
+    head = f"{job_id}-"
+    raw = name.encode()[: 1024 - len(head)]
+    return head + raw.decode(errors="ignore")

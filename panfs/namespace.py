@@ -20,7 +20,7 @@ from datetime import datetime
 from panfs.attrs import AttrStore, drive_key, version_key
 from panfs.errors import NameTooLongError, NotDirError, NotFoundError
 from panfs.inodes import ROOT_INO, InodeTable, Node
-from panfs.journal import Job, Journal
+from panfs.journal import RECOVERED_ID, RECOVERED_NAME, Job, Journal
 from panfs.remote.client import OpenApiClient
 from panfs.remote.models import RemoteFile
 
@@ -100,6 +100,14 @@ class Namespace:
         folder.mtime_ns = max(now, folder.mtime_ns)
         folder.ctime_ns = max(now, folder.ctime_ns)
 
+    def recovery_changed(self) -> None:
+        """Versions went to the recovery folder: it and the root are listed afresh."""
+        root = self.root()
+        root.listed_at = float("-inf")
+        node = self.inodes.child(root, RECOVERED_NAME)
+        if node is not None:
+            node.listed_at = float("-inf")
+
     # -- listings ----------------------------------------------------------------------------
     async def listing(self, folder: Node, force: bool = False) -> dict[str, int]:
         if not folder.is_dir:
@@ -109,6 +117,11 @@ class Namespace:
             assert folder.children is not None
             return folder.children
         assert folder.file_id is not None
+        if folder.file_id == RECOVERED_ID:  # the recovery folder: the journal alone
+            self._merge(folder, [])
+            folder.listed_at = self.clock()
+            assert folder.children is not None
+            return folder.children
         for attempt in range(LIST_TRIES):
             gen = folder.entries_gen
             items = await self.client.list_folder(folder.file_id)
@@ -212,6 +225,12 @@ class Namespace:
                     continue  # local and remote disagree on the kind: keep the local view
                 node.link_suffix = suffix
             self._adopt_remote(node, item)
+        aside = folder.ino == ROOT_INO and RECOVERED_NAME not in groups
+        if aside and self.journal.local_jobs(RECOVERED_ID):
+            seen.add(RECOVERED_NAME)  # versions set aside when a newer one took the name
+            if self.inodes.child(folder, RECOVERED_NAME) is None:
+                self.inodes.add(folder, RECOVERED_NAME, True, file_id=RECOVERED_ID,
+                                mode=0o555, uid=self.uid, gid=self.gid)  # fmt: skip
         # local versions of this folder that the listing cannot show yet (interrupted and
         # failed ones too, at the size they reached: finish them or remove them)
         for job in self.journal.local_jobs(folder.file_id):

@@ -32,7 +32,7 @@ from panfs.clean_cache import CleanCache
 from panfs.errors import CacheFullError
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
-from panfs.journal import Job, Journal
+from panfs.journal import RECOVERED_ID, Job, Journal
 from panfs.pending import OpenVersions
 from panfs.uploader import Uploader
 
@@ -71,6 +71,7 @@ class Versions:
         self.uploader = uploader
         self.fetch_whole = fetch_whole
         self.delay = delay
+        self.on_aside: Callable[[], None] = lambda: None  # versions went to the recovery folder
         self._locks: dict[int, trio.Lock] = {}
         # makes every commit so far power-cut durable (the daemon's WAL sync); None: each
         # commit already is
@@ -122,7 +123,7 @@ class Versions:
         path = node.cache_path
         if node.writers and node.version_open and path is not None:
             pass  # another writer has this version open already: share it
-        elif (path := self._reopen(node)) is not None:
+        elif (path := self._reopen(node, truncating=not copy)) is not None:
             pass  # nothing depends on the current version's bytes: write in place
         else:
             path = await self._new_file(node, copy=copy)
@@ -147,9 +148,11 @@ class Versions:
             replaces_file_id=self.remote_id(node),
         )
 
-    def _reopen(self, node: Node) -> str | None:
+    def _reopen(self, node: Node, *, truncating: bool = False) -> str | None:
         """The current version is queued but nothing on the drive depends on it yet (no
-        session; or interrupted, or failed): it becomes an open version again, same file.
+        session; or interrupted, or failed, unless this write truncates it: those bytes are
+        on no drive, so a new version takes the name and they go to the recovery folder):
+        it becomes an open version again, same file.
         The open-version row is written before the job row goes: a crash between the two
         leaves the job as it was (start-up drops the duplicate open-version row)."""
         if node.job_id is None or node.cache_path is None:
@@ -157,9 +160,8 @@ class Versions:
         job = self.journal.get(node.job_id)
         if job is None or job.source != node.cache_path or job.id in self.uploader.running:
             return None
-        if job.landed_at is not None or not (
-            job.state in ("interrupted", "failed") or (job.state == "pending" and not job.file_id)
-        ):
+        kept = job.state in ("interrupted", "failed") and not truncating
+        if job.landed_at is not None or not (kept or (job.state == "pending" and not job.file_id)):
             return None
         path = job.source
         log.debug("job %d reopened for writing: %s", job.id, job.remote_path)
@@ -270,6 +272,7 @@ class Versions:
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
         broken = node.extra.pop("write_error", None)
+        aside = self.journal.set_aside_count
         job, superseded = self.journal.add(
             source=path,
             parent_file_id=parent.file_id,
@@ -278,8 +281,11 @@ class Versions:
             replaces_file_id=self.remote_id(node) or v.replaces_file_id,
             state="interrupted" if broken else "pending",
             not_before=time.time() + self.delay if self.delay > 0 else None,
+            set_aside=True,
         )
         crashpoint.reach("publish_after_journal")
+        if self.journal.set_aside_count != aside:
+            self.on_aside()
         self.open_versions.remove(path)
         self.save_attrs(node, version_key(path))
         node.job_id = job.id
@@ -312,6 +318,9 @@ class Versions:
         path = node.cache_path
         if path is None:
             return
+        kept = self.journal.by_source(path)
+        if kept is not None and kept.parent_file_id == RECOVERED_ID:
+            return  # set aside in the recovery folder: its own node reads it
         if node.job_id is not None:
             self.job_ended(node.job_id)
         elif self.open_versions.get(path) is None:

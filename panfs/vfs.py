@@ -28,6 +28,7 @@ from panfs.errors import (
     CacheFullError,
     ExistsError,
     IsDirError,
+    LocalError,
     NotDirError,
     NotEmptyError,
     RemoteError,
@@ -36,7 +37,7 @@ from panfs.errors import (
 )
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
-from panfs.journal import Journal
+from panfs.journal import RECOVERED_ID, RECOVERED_NAME, Journal
 from panfs.namespace import Namespace, check_name
 from panfs.pending import OpenVersions
 from panfs.reader import RangeReader
@@ -90,6 +91,7 @@ class Core:
             inodes=self.inodes, handles=self.handles, uploader=uploader,
             fetch_whole=self._fetch_whole, delay=upload_delay,
         )  # fmt: skip
+        self.versions.on_aside = self.ns.recovery_changed
         self.recovery = Recovery(
             journal=journal, versions=versions, clean=clean, attrs=attrs, cache=cache,
             job_ended=self.versions.job_ended,
@@ -132,6 +134,7 @@ class Core:
     # -- folders ---------------------------------------------------------------
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
         parent = self.node(parent_ino)
+        _read_only(parent)
         check_name(name)
         if name in await self.ns.listing(parent):
             raise ExistsError(f"exists: {self.ns.remote_path(parent, name)}")
@@ -173,6 +176,7 @@ class Core:
         node = await self.ns.child(parent, name)
         if not node.is_dir:
             raise NotDirError(f"not a folder: {self.ns.remote_path(parent, name)}")
+        _read_only(node)
         if await self.ns.listing(node, force=True):
             raise NotEmptyError(f"folder not empty: {self.ns.remote_path(parent, name)}")
         assert node.file_id is not None
@@ -185,6 +189,7 @@ class Core:
         self, parent_ino: int, name: str, mode: int, flags: int, uid: int, gid: int
     ) -> tuple[Handle, Node]:
         parent = self.node(parent_ino)
+        _read_only(parent)
         existing = await self.ns.find(parent, name)
         if existing is not None:
             if flags & os.O_EXCL:
@@ -222,6 +227,8 @@ class Core:
         if node.is_dir:
             raise IsDirError(f"is a folder: {self.inodes.path(node)}")
         write = (flags & os.O_ACCMODE) != os.O_RDONLY
+        if write:
+            _read_only(self.inodes[node.parent])
         if not write:
             # a local version, or a drive file wholly in the clean cache, is read from its
             # file; other drive bytes range by range through the clean cache
@@ -324,6 +331,7 @@ class Core:
         fh: int | None = None,
     ) -> Node:
         node = self.node(ino)
+        _read_only(node if node.file_id == RECOVERED_ID else self.inodes[node.parent])
         now = time.time_ns()
         if size is not None:
             if node.is_dir:
@@ -359,6 +367,7 @@ class Core:
     async def symlink(self, parent_ino: int, name: str, target: bytes, uid: int, gid: int) -> Node:
         """Stored on the drive as a small file named ``name`` + the link suffix."""
         parent = self.node(parent_ino)
+        _read_only(parent)
         if await self.ns.find(parent, name) is not None:
             raise ExistsError(f"exists: {self.ns.remote_path(parent, name)}")
         check_name(name + self.link_suffix)
@@ -409,6 +418,8 @@ class Core:
         async with self._landing_of((parent, node)):
             await self._drop(parent, node)
             self.inodes.detach(node)
+        if parent.file_id == RECOVERED_ID:
+            self.ns.recovery_changed()  # the folder goes with its last file
         self.ns.touch_dir(parent)
         node.ctime_ns = max(time.time_ns(), node.ctime_ns)
         if node.open_handles == 0:
@@ -451,6 +462,10 @@ class Core:
         src_parent, dst_parent = self.node(p_old), self.node(p_new)
         check_name(new)
         node = await self.ns.child(src_parent, old)
+        if RECOVERED_ID in (src_parent.file_id, dst_parent.file_id, node.file_id):
+            # mv copies it out (and removes it) instead
+            raise LocalError(f"{RECOVERED_NAME}: files are copied out, not moved",
+                             err=errno.EXDEV)  # fmt: skip
         target = await self.ns.find(dst_parent, new)
         if target is node:
             return
@@ -479,6 +494,9 @@ class Core:
         new_drive = new + node.link_suffix
         replaces: str | None = None
         if target is not None:
+            # a failed or cut-off version of the name (on no drive) is kept aside
+            if not target.is_dir and self.journal.set_aside(dst_parent.file_id, target.drive_name):
+                self.ns.recovery_changed()
             if target.is_dir:
                 await self.client.trash(target.file_id or "")
             elif self.versions.remote_id(node) is None:
@@ -553,3 +571,11 @@ class Core:
             info = await self.client.space_info()
             self._space = (now, info.total_size, info.used_size)
         return self._space[1], self._space[2]
+
+
+def _read_only(folder: Node) -> None:
+    """The recovery folder (versions set aside) is read-only: copy out, or remove."""
+    if folder.file_id == RECOVERED_ID:
+        raise LocalError(
+            f"{RECOVERED_NAME} is read-only: copy its files out, or remove them", err=errno.EPERM
+        )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from panfs import exitcodes
 from panfs.commands.shared import open_journal, target, wake
-from panfs.journal import Journal
+from panfs.journal import RECOVERED_ID, Journal
 from panfs.logs import quote
 
 HELP = "queue failed uploads again (after fixing what made them fail)"
@@ -40,15 +40,22 @@ def run(args: argparse.Namespace) -> int:
         rows = [
             j for j in jobs.jobs(("failed", "interrupted")) if not paths or j.remote_path in named
         ]
+        aside = [job.remote_path for job in rows if job.parent_file_id == RECOVERED_ID]
+        rows = [job for job in rows if job.parent_file_id != RECOVERED_ID]
         cut = [job.remote_path for job in rows if job.state == "interrupted"]
         requeued = set(jobs.requeue_failed(j.id for j in rows if j.state == "failed"))
         failed = [(job.id, job.remote_path) for job in rows if job.id in requeued]
     finally:
         conn.close()
+    for p in aside:
+        print(f"panfs retry: {quote(p)} was set aside when a newer version took its name: "
+              "copy it out of the mount's recovery folder, then: panfs forget PATH",
+              file=sys.stderr)  # fmt: skip
     for p in cut:
         print(f"panfs retry: {quote(p)} was cut off while written, so its bytes are not the "
               "whole file: copy it into the mount again, or: panfs forget PATH",
               file=sys.stderr)  # fmt: skip
+    cut += aside  # both need the user, not a retry
     missing = [p for p in paths if p not in {q for _, q in failed} and p not in cut]
     for p in missing:
         print(f"panfs retry: {quote(p)}: no failed upload of that name", file=sys.stderr)

@@ -9,6 +9,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -383,3 +384,53 @@ def test_umount_wait_does_not_wait_for_a_panfs_upload_beside_the_mount(mounted: 
     assert not os.path.ismount(m.path)
     assert DriveReader(m.drive).read("/f.txt") == b"the mount's own"
     assert src.read_bytes() == b"u" * 1000  # the user's file is untouched
+
+
+@pytest.mark.parametrize("how", ["rewrite", "rename-over"])
+def test_a_refused_version_a_newer_one_replaced_is_kept_in_the_recovery_folder(
+    mounted: Mounted, how: str
+) -> None:
+    """The drive refused a version for good; then a newer version takes its name (written
+    again with O_TRUNC, or an editor's save: a temp file renamed over it). The refused bytes
+    are on no drive: they stay readable under ``/.panfs-recovered/`` (read-only; copy out,
+    then ``rm``), across a remount; status names them; the newer version uploads."""
+    m = mounted
+    m.drive.set_faults([{"op": "create", "action": "status", "status": 413, "times": 1,
+                         "body": "Payload Too Large", "content_type": "text/plain"}])  # fmt: skip
+    old = os.urandom(300_000)
+    (m.path / "doc.txt").write_bytes(old)
+    wait_for(lambda: _status(m)[0] == 3, "the upload to fail", m.proc, limit=60)  # type: ignore[arg-type]
+    new = b"the newer version"
+    if how == "rewrite":
+        (m.path / "doc.txt").write_bytes(new)
+    else:
+        (m.path / ".doc.txt.swp").write_bytes(new)
+        os.rename(m.path / ".doc.txt.swp", m.path / "doc.txt")
+    rec = m.path / ".panfs-recovered"
+    # set aside when the newer version is queued (at its last close's RELEASE)
+    wait_for(lambda: ".panfs-recovered" in os.listdir(m.path), "the recovery folder")
+    (kept,) = os.listdir(rec)
+    assert kept.endswith("-doc.txt")
+    assert (rec / kept).read_bytes() == old
+    assert (m.path / "doc.txt").read_bytes() == new
+    with pytest.raises(PermissionError):
+        (rec / kept).write_bytes(b"x")
+    with pytest.raises(PermissionError):
+        (rec / "new.txt").write_bytes(b"x")
+    m.wait_idle()
+    assert DriveReader(m.drive).read("/doc.txt") == new
+    assert (
+        DriveReader(m.drive).get("/.panfs-recovered") is None
+    )  # the mount's own, never the drive's
+    code, data = _status(m)
+    assert code == 3
+    assert [f["path"] for f in data["files"]] == [f"/.panfs-recovered/{kept}"]  # type: ignore[attr-defined]
+    m.close()
+    m.remount()
+    assert (rec / kept).read_bytes() == old  # still there after a remount
+    shutil.copy(rec / kept, m.base / "saved.txt")  # copied out...
+    os.unlink(rec / kept)  # ...then removed: the cache file goes with it
+    assert (m.base / "saved.txt").read_bytes() == old
+    wait_for(lambda: ".panfs-recovered" not in os.listdir(m.path), "the empty folder to go")
+    assert _status(m)[0] == 0
+    m.check_logs(allow=(r"upload failed for good",))
