@@ -205,8 +205,8 @@ class Journal:
         size, mtime_ns, inode, fp = identity(source)
         now = time.time()
         with self.conn:
-            if set_aside:
-                self._set_aside(parent_file_id, name, now)
+            # what set-aside versions were to retire becomes this one's (or is doomed)
+            freed = self._set_aside(parent_file_id, name, now) if set_aside else []
             older = self.conn.execute(
                 "SELECT id, replaces_file_id FROM jobs WHERE parent_file_id = ? AND name = ?"
                 " AND state IN ('pending', 'uploading', 'interrupted', 'failed')"
@@ -216,7 +216,7 @@ class Journal:
             if not supersede:
                 older = []
             replaces = replaces_file_id
-            for _, r in older:
+            for r in [*freed, *(r for _, r in older)]:
                 if r is None or r == replaces:
                     continue
                 if replaces is None:
@@ -254,27 +254,28 @@ class Journal:
         assert job is not None
         return job, ids
 
-    def set_aside(self, parent_file_id: str, name: str) -> list[int]:
+    def set_aside(self, parent_file_id: str, name: str) -> list[str]:
         """A newer version takes the name (rename-over): failed or interrupted versions of it
-        go to the recovery folder, where they can be read, copied out and removed."""
+        go to the recovery folder, where they can be read, copied out and removed. Returns
+        the drive files they were to retire: the caller's to retire now."""
         with self.conn:
             return self._set_aside(parent_file_id, name, time.time())
 
-    def _set_aside(self, parent_file_id: str, name: str, now: float) -> list[int]:
+    def _set_aside(self, parent_file_id: str, name: str, now: float) -> list[str]:
         rows = self.conn.execute(
-            "SELECT id, name FROM jobs WHERE parent_file_id = ? AND name = ?"
+            "SELECT id, name, replaces_file_id FROM jobs WHERE parent_file_id = ? AND name = ?"
             " AND state IN ('interrupted', 'failed') AND landed_at IS NULL",
             (parent_file_id, name),
         ).fetchall()
         self.set_aside_count += len(rows)
-        for job_id, old in rows:
+        for job_id, old, _ in rows:
             aside = _aside_name(job_id, old)
             self.conn.execute(
                 "UPDATE jobs SET parent_file_id = ?, name = ?, remote_path = ?,"
                 " replaces_file_id = NULL, updated_at = ? WHERE id = ?",
                 (RECOVERED_ID, aside, f"/{RECOVERED_NAME}/{aside}", now, job_id),
             )
-        return [r[0] for r in rows]
+        return list(dict.fromkeys(r[2] for r in rows if r[2]))
 
     def _set(self, job_id: int, **fields: object) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)

@@ -159,17 +159,23 @@ class Core:
         self.versions.save_attrs(node)
         return self.remember(node)
 
-    async def _clear_transit(self, parent_id: str, name: str) -> None:
+    async def _clear_transit(self, parent_id: str, name: str) -> bool:
         """A landed upload's file may still stand under the name it was created with, on
         its way to the name it was renamed to: let its post-steps move it first (the
-        listing hides it, the drive would still refuse the name)."""
+        listing hides it, the drive would still refuse the name). True when one is the
+        renamed file's own newer version: its session was made under the name the file
+        goes back to, and may complete there any moment (the name is shared until it
+        lands and retires the file renamed now)."""
         me = trio.lowlevel.current_task()
+        ours = False
         for job_id in self.journal.in_transit(parent_id, name):
             lock = self.uploader.landing(job_id)
             if lock.statistics().owner is me:
-                continue  # ours: the rename in progress moves its file itself
+                ours = True  # the rename in progress holds it
+                continue
             async with lock:
                 pass
+        return ours
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         parent = self.node(parent_ino)
@@ -425,13 +431,13 @@ class Core:
         if node.open_handles == 0:
             self.versions.forgotten(node)
 
-    async def _drop(self, parent: Node, node: Node) -> None:
+    async def _drop(self, parent: Node, node: Node, also: list[str] | None = None) -> None:
         """The name goes for good: every version of it is abandoned and every drive file it
         stood for is doomed in one step, then trashed (the reaper retries what fails), so
         no listing, expiry or remount brings an older version back."""
         assert parent.file_id is not None
         jobs = self.journal.name_jobs(parent.file_id, node.drive_name)
-        doom = [node.file_id]
+        doom = [node.file_id, *(also or [])]
         v = None
         if node.version_open and node.cache_path:
             # still open (or its close not yet queued): its bytes go with the last handle,
@@ -494,9 +500,14 @@ class Core:
         new_drive = new + node.link_suffix
         replaces: str | None = None
         if target is not None:
-            # a failed or cut-off version of the name (on no drive) is kept aside
-            if not target.is_dir and self.journal.set_aside(dst_parent.file_id, target.drive_name):
-                self.ns.recovery_changed()
+            freed: list[str] = []
+            if not target.is_dir:
+                # a failed or cut-off version of the name (on no drive) is kept aside; the
+                # drive file it was to retire is this rename's to retire
+                before = self.journal.set_aside_count
+                freed = self.journal.set_aside(dst_parent.file_id, target.drive_name)
+                if self.journal.set_aside_count != before:
+                    self.ns.recovery_changed()
             if target.is_dir:
                 await self.client.trash(target.file_id or "")
             elif self.versions.remote_id(node) is None:
@@ -506,6 +517,8 @@ class Core:
                 if target.version_open and target.cache_path:
                     v = self.versions.open_versions.get(target.cache_path)
                     replaces = replaces or (v.replaces_file_id if v else None)
+                replaces = replaces or (freed[0] if freed else None)
+                self.journal.doom([f for f in freed if f != replaces], "replaced by a rename")
                 for job in self.journal.name_jobs(dst_parent.file_id, target.drive_name):
                     if self.journal.supersede(job.id) and job.id not in self.uploader.running:
                         self.versions.job_ended(job.id)
@@ -513,20 +526,23 @@ class Core:
                     self.versions.open_versions.remove(target.cache_path)
                 target.job_id = None
             else:
-                await self._drop(dst_parent, target)
+                await self._drop(dst_parent, target, freed)
             self.inodes.detach(target)
             if target.open_handles == 0:
                 self.versions.forgotten(target)
-        await self._clear_transit(dst_parent.file_id, new_drive)
+        shared = await self._clear_transit(dst_parent.file_id, new_drive)
+        mode = "ignore" if shared else "refuse"
         file_id = self.versions.remote_id(node)
         log.debug("rename %s -> %s: drive file %s, jobs %s", self.inodes.path(node), new_drive,
                   file_id, [j.id for j in self.journal.name_jobs(src_parent.file_id,
                                                                   node.drive_name)])  # fmt: skip
         if file_id is not None and (dst_parent is not src_parent or new_drive != node.drive_name):
             if dst_parent is not src_parent:
-                await self.client.move(file_id, dst_parent.file_id, new_name=new_drive)
+                await self.client.move(
+                    file_id, dst_parent.file_id, new_name=new_drive, check_name_mode=mode
+                )
             else:
-                await self.client.rename(file_id, new_drive)
+                await self.client.rename(file_id, new_drive, check_name_mode=mode)
         # the journal follows, in one step with the kernel's view (no await from here)
         jobs = self.journal.name_jobs(src_parent.file_id, node.drive_name)
         remote = self.ns.remote_path(dst_parent, new_drive)
