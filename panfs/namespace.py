@@ -21,7 +21,7 @@ from panfs.attrs import AttrStore, drive_key, version_key
 from panfs.errors import NameTooLongError, NotDirError, NotFoundError
 from panfs.inodes import ROOT_INO, InodeTable, Node
 from panfs.journal import RECOVERED_ID, RECOVERED_NAME, Job, Journal
-from panfs.remote.client import OpenApiClient
+from panfs.remote.client import MOVE_PREFIX, OpenApiClient
 from panfs.remote.models import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -198,8 +198,8 @@ class Namespace:
         groups: dict[str, list[RemoteFile]] = {}
         links: dict[str, list[RemoteFile]] = {}
         for item in items:
-            if item.file_id in hidden:
-                continue
+            if item.file_id in hidden or item.name == MOVE_PREFIX + item.file_id:
+                continue  # (the other: one of our moves past a name clash, half done)
             if item.name in lost and _made_since(item, lost[item.name]):
                 continue  # maybe a lost create's file, bound for another name
             name, suffix = self._local_name(item)

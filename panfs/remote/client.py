@@ -84,6 +84,8 @@ from panfs.remote.urls import url_expiry
 
 log = logging.getLogger(__name__)
 
+MOVE_PREFIX = ".panfs-move-"  # + file id: the temporary name of a move past a clash
+
 API = "/adrive/v1.0/"
 REFRESH_AT = 0.8  # refresh proactively at 80 % of the access token's lifetime
 DOWNLOAD_URL_LIFE = 14400  # expire_sec asked of getDownloadUrl (the longest the service gives)
@@ -615,7 +617,7 @@ class OpenApiClient:
         if f is None:
             if new_name is None:
                 raise RemoteExistsError(f"move: a same-named item exists in {to_parent_file_id}")
-            tmp = f".panfs-move-{file_id}"
+            tmp = MOVE_PREFIX + file_id
             f = await self.rename(file_id, tmp)
             if on_step is not None:
                 on_step(f.parent_file_id, tmp)
