@@ -397,6 +397,17 @@ class Journal:
         ).fetchall()
         return {r[0]: float(r[1]) for r in rows}
 
+    def session_at(self, parent_file_id: str, name: str) -> bool:
+        """Has an upload session a file at (folder, name) that may complete any moment (its
+        job not landed: queued, uploading, or superseded with its complete in flight)?"""
+        row = self.conn.execute(
+            "SELECT 1 FROM jobs WHERE created_parent = ? AND created_name = ?"
+            " AND file_id IS NOT NULL AND upload_id IS NOT NULL AND landed_at IS NULL"
+            " AND state IN ('pending', 'uploading', 'superseded') LIMIT 1",
+            (parent_file_id, name),
+        ).fetchone()
+        return row is not None
+
     def in_transit(self, parent_file_id: str, name: str) -> list[int]:
         """Jobs whose drive file may stand at (folder, name) on its way to another name
         (created there, renamed since): their post-steps move it."""

@@ -531,6 +531,10 @@ class Core:
             if target.open_handles == 0:
                 self.versions.forgotten(target)
         shared = await self._clear_transit(dst_parent.file_id, new_drive)
+        # a session made under the new name may complete there any moment (the file's own
+        # newer version, or one just abandoned, whose complete then trashes it): the name
+        # is shared until then, never refused
+        shared = shared or self.journal.session_at(dst_parent.file_id, new_drive)
         mode = "ignore" if shared else "refuse"
         file_id = self.versions.remote_id(node)
         log.debug("rename %s -> %s: drive file %s, jobs %s", self.inodes.path(node), new_drive,
