@@ -118,6 +118,8 @@ class Mounted:
         _lazy_umount(self.path)
         if self.proc is not None:
             stop(self.proc)
+        if os.path.ismount(self.path):  # the daemon's own unmount raced ours: never leave it
+            _lazy_umount(self.path)
 
     def check_logs(self, allow: tuple[str, ...] = ()) -> None:
         check_logs(self.log, allow)
