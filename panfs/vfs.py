@@ -300,6 +300,7 @@ class Core:
         h = self.handles[fh]
         if not h.write:
             raise UnsupportedError("handle not open for writing")
+        self.uploader.foreground()
         if h.version is None:
             await self.versions.ensure(h)
         return self.versions.write(h, off, data)
