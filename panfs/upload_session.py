@@ -55,6 +55,7 @@ from panfs.remote.retry import backoff
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
+LATE_CREATE = 30.0  # seconds a create whose answer was lost may still take to land
 MAX_REALIGN = 50  # realignments within one run before giving the job back to the scheduler
 MAX_SESSIONS_GONE = 5  # new sessions within one run before giving the job back to the scheduler
 MAX_PART_FAILURES = 8  # transient part failures within one run before the scheduler takes over
@@ -353,6 +354,12 @@ class UploadSession:
                 log.info("%s: found the file a lost create made: adopted", job.remote_path)
                 await self._rapid_landed(job, f.file_id, None)
                 return True
+        assert job.rapid_at is not None
+        if time.time() - job.rapid_at < LATE_CREATE:
+            # the request may still be on its way or in the drive's hands (a crash or a
+            # dropped connection does not stop it there): a second create now could make
+            # a second copy, so look again later
+            raise TransientError("a create sent before may still land; looking again soon")
         self.journal.clear_rapid(self.job_id)
         return False
 

@@ -281,16 +281,20 @@ class OpenApiClient:
         body: dict[str, Any],
         prepare: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
         before_send: Callable[[], None] | None = None,
+        send_once: bool = False,
     ) -> tuple[Any, bool]:
         """The answer, and whether an earlier attempt may have reached the drive and been
         applied (its answer lost: a network failure after sending, a 5xx, garbage).
-        ``before_send`` runs with no await between it and the request going out."""
+        ``before_send`` runs with no await between it and the request going out. ``send_once``:
+        an attempt that may have been applied is not sent again (``CreateMaybeApplied``)."""
         maybe_applied = False
         refreshed = False
 
         async def once() -> Any:
             nonlocal maybe_applied, refreshed
             while True:
+                if send_once and maybe_applied:
+                    raise CreateMaybeApplied(f"{op}: an earlier attempt may have been applied")
                 token = await self._token()
                 if prepare is not None:
                     await prepare(token, body)
@@ -474,16 +478,8 @@ class OpenApiClient:
             body["content_hash_name"] = "none"
         if rapid is None:
             return self._create_result(await self.call("openFile/create", body, prepare))
-        sent = 0
-
-        def once_only() -> None:
-            # a rapid create makes the file: never a second copy behind the caller's back
-            nonlocal sent
-            sent += 1
-            if sent > 1:
-                raise CreateMaybeApplied(f"create {name}: an earlier attempt may have made it")
-
-        data, _ = await self._call("openFile/create", body, prepare, before_send=once_only)
+        # a rapid create makes the file: never a second copy behind the caller's back
+        data, _ = await self._call("openFile/create", body, prepare, send_once=True)
         return self._create_result(data)
 
     async def get_upload_urls(
