@@ -44,6 +44,9 @@ _COLS = (
 # took their name; a folder of the mount only (never on the drive), listed from the journal
 RECOVERED_ID = "panfs:recovered"
 RECOVERED_NAME = ".panfs-recovered"
+# seconds a request whose answer was lost (a crash, a dropped connection) may still take to
+# be applied by the drive: a create or complete sent before may land that much later
+LATE = 30.0
 # states whose job still holds a version that may yet land (and so may be superseded)
 UNLANDED: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
 
@@ -147,7 +150,7 @@ class Journal:
         row = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'uploading')"
             "  OR (state = 'superseded' AND file_id IS NOT NULL))"
-            " OR EXISTS (SELECT 1 FROM doomed)"
+            " OR EXISTS (SELECT 1 FROM doomed WHERE trashed_at IS NULL)"
         ).fetchone()
         return bool(row[0])
 
@@ -340,7 +343,18 @@ class Journal:
         return ids
 
     def doomed(self) -> list[str]:
+        """Every doomed drive file (listings hide them), trashed once already or not."""
         return [r[0] for r in self.conn.execute("SELECT file_id FROM doomed ORDER BY added_at")]
+
+    def to_trash(self, now: float) -> list[str]:
+        """Doomed files to trash now: never trashed, or trashed ``LATE`` seconds ago (once
+        more: a complete in flight when they were trashed may have landed them since)."""
+        rows = self.conn.execute(
+            "SELECT file_id FROM doomed WHERE trashed_at IS NULL OR trashed_at <= ?"
+            " ORDER BY added_at",
+            (now - LATE,),
+        ).fetchall()
+        return [r[0] for r in rows]
 
     def is_dead(self, file_id: str) -> bool:
         """A drive file of ours that must go: doomed, or held by a superseded version."""
@@ -352,9 +366,19 @@ class Journal:
         return bool(row[0])
 
     def trashed(self, file_id: str) -> None:
-        """The drive confirmed ``file_id`` is gone (or never was): forget it."""
+        """The drive confirmed ``file_id`` is gone (or never was). The first time it is kept
+        (hidden) for one more trash after ``LATE``; the second time it is forgotten."""
+        now = time.time()
         with self.conn:
-            self.conn.execute("DELETE FROM doomed WHERE file_id = ?", (file_id,))
+            self.conn.execute(
+                "DELETE FROM doomed WHERE file_id = ? AND trashed_at IS NOT NULL"
+                " AND trashed_at <= ?",
+                (file_id, now - LATE),
+            )
+            self.conn.execute(
+                "UPDATE doomed SET trashed_at = COALESCE(trashed_at, ?) WHERE file_id = ?",
+                (now, file_id),
+            )
 
     def retire_superseded(self, job_id: int) -> str | None:
         """A superseded job that holds a drive file (its session may have completed): the

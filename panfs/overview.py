@@ -144,7 +144,8 @@ def read(journal: Path) -> Overview:
             files += _jobs(conn, now)
             try:
                 cleanup = conn.execute(
-                    "SELECT (SELECT count(*) FROM doomed) + (SELECT count(*) FROM jobs"
+                    "SELECT (SELECT count(*) FROM doomed WHERE trashed_at IS NULL)"
+                    " + (SELECT count(*) FROM jobs"
                     " WHERE state = 'superseded' AND file_id IS NOT NULL)"
                 ).fetchone()[0]
             except sqlite3.OperationalError:

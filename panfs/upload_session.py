@@ -46,7 +46,7 @@ from panfs.errors import (
     UploadFailed,
 )
 from panfs.hashing import PartBody, range_digests, read_at, sha1_hasher
-from panfs.journal import Job, Journal, PartRecord, identity
+from panfs.journal import LATE, Job, Journal, PartRecord, identity
 from panfs.remote.drive import MAX_PARTS, Drive
 from panfs.remote.models import CreateResult, RapidProof, RemoteFile, UploadUrl
 from panfs.remote.responses import PreHashMatchedError
@@ -55,7 +55,6 @@ from panfs.remote.retry import backoff
 log = logging.getLogger(__name__)
 
 MiB = 1 << 20
-LATE_CREATE = 30.0  # seconds a create whose answer was lost may still take to land
 MAX_REALIGN = 50  # realignments within one run before giving the job back to the scheduler
 MAX_SESSIONS_GONE = 5  # new sessions within one run before giving the job back to the scheduler
 MAX_PART_FAILURES = 8  # transient part failures within one run before the scheduler takes over
@@ -355,7 +354,7 @@ class UploadSession:
                 await self._rapid_landed(job, f.file_id, None)
                 return True
         assert job.rapid_at is not None
-        if time.time() - job.rapid_at < LATE_CREATE:
+        if time.time() - job.rapid_at < LATE:
             # the request may still be on its way or in the drive's hands (a crash or a
             # dropped connection does not stop it there): a second create now could make
             # a second copy, so look again later

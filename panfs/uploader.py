@@ -183,7 +183,7 @@ class Uploader:
                 self.journal.retire_superseded(job.id)
                 self._end(job.id)
             if self.trash is not None:
-                for file_id in self.journal.doomed():
+                for file_id in self.journal.to_trash(time.time()):
                     try:
                         await self.trash(file_id)
                     except RemoteError as e:

@@ -1,0 +1,38 @@
+"""A doomed drive file is trashed, hidden for ``LATE`` seconds more, trashed once more (a
+complete in flight when it was first trashed may have landed it since), then forgotten;
+``umount --wait`` does not wait for that second trash. A fake clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from panfs import journal as jr
+from panfs.metadata import open_db
+
+
+def test_a_doomed_file_is_trashed_twice_late_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(jr.time, "time", lambda: now[0])
+    db = open_db(tmp_path / "j.db")
+    try:
+        j = jr.Journal(db)
+        j.doom(["F"], "test")
+        assert j.to_trash(now[0]) == ["F"]
+        assert j.busy()
+        j.trashed("F")  # the first trash
+        assert j.doomed() == ["F"]  # still hidden from listings
+        assert j.to_trash(now[0]) == []
+        assert not j.busy()  # nothing to wait for
+        now[0] += jr.LATE / 2
+        j.trashed("F")  # trashed again early (another path): still kept
+        assert j.to_trash(now[0]) == []
+        now[0] += jr.LATE
+        assert j.to_trash(now[0]) == ["F"]  # once more, late
+        j.trashed("F")
+        assert j.doomed() == []
+    finally:
+        db.close()
