@@ -10,8 +10,8 @@ abort: a superseded session is abandoned and expires on the server).
 
 Per seed: ``mount.list_ttl`` (0.01 / 0.3 / 30 s) and ``upload.delay`` (0 / 0.05 /
 0.3 s); every tenth seed picks server delay rules for the next ten. In process
-(``test_model_core``, 12 sequences by default, 300 with ``PANFS_TEST_FULL=1``, 6 at a time, each its own core, cache
-dir and drive folder) and through a real mount with real SIGKILLs
+(``test_model_core``, 12 sequences by default, 300 with ``PANFS_TEST_FULL=1``, 6 at a
+time, each its own core, cache dir and drive folder) and through a real mount with real SIGKILLs
 (``test_model_mount``, default 6).
 
 Environment: ``PANFS_MODEL_SEQUENCES`` / ``PANFS_MODEL_MOUNT_SEQUENCES`` (counts),
