@@ -116,6 +116,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="openFile/move new_name: a rename (default) or the name used only on a clash",
     )
     p.add_argument(
+        "--trash-trashed",
+        choices=("not-found", "recycle-bin"),
+        default=None,
+        help="trash of an item already in the recycle bin: 404 NotFound.File (default) or"
+        " 400 ForbiddenFileInTheRecycleBin",
+    )
+    p.add_argument(
         "--declared-parts-only",
         action="store_const",
         const=True,
@@ -191,6 +198,7 @@ def options(args: argparse.Namespace) -> ServerOptions:
         "etag",
         "complete_without_hash",
         "move_new_name",
+        "trash_trashed",
         "declared_parts_only",
         "oss_5xx_every",
         "expire_session_after_parts",

@@ -629,10 +629,17 @@ class OpenApiClient:
                 on_step(to_parent_file_id, new_name)
 
     async def trash(self, file_id: str) -> None:
-        with contextlib.suppress(RemoteNotFoundError):  # already gone counts as success
+        """Already gone, or already in the recycle bin (some readings answer that with
+        ``ForbiddenFileInTheRecycleBin``, not 404), counts as success."""
+        try:
             await self.call(
                 "openFile/recyclebin/trash", {"drive_id": self.drive_id, "file_id": file_id}
             )
+        except RemoteNotFoundError:
+            pass
+        except PermanentError as e:
+            if e.code != "ForbiddenFileInTheRecycleBin":
+                raise
 
     # -- bytes ---------------------------------------------------------------------------
     async def get_download_url(self, file_id: str) -> DownloadUrl:

@@ -485,6 +485,8 @@ class FilesApi(ServerState):
     async def op_openFile_trash(self, body: dict[str, Any], req: Request) -> Any:
         self.check_drive(body)
         f = self.store.get(str(body.get("file_id") or ""))
+        if f is not None and f.status == "trashed" and self.opts.trash_trashed == "recycle-bin":
+            raise ApiError(400, "ForbiddenFileInTheRecycleBin", "The file is in the recycle bin.")
         if f is None or f.status != "available":
             raise ApiError(404, "NotFound.File", "The resource file cannot be found.")
         self.store.update(f.file_id, status="trashed")

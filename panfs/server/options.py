@@ -49,6 +49,7 @@ class ServerOptions:
     etag: str = "md5"  # md5 | opaque
     complete_without_hash: bool = False
     move_new_name: str = "rename"  # rename | on-conflict
+    trash_trashed: str = "not-found"  # trash of an item in the recycle bin: not-found | recycle-bin
     declared_parts_only: bool = False
     oss_5xx_every: int = 0  # every Nth part PUT answers 500/503 OSS XML (0: never)
     expire_session_after_parts: int = 0  # a session expires once it has N parts (0: never)
@@ -66,6 +67,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "etag": "opaque",
         "complete_without_hash": True,
         "move_new_name": "on-conflict",
+        "trash_trashed": "recycle-bin",
         "declared_parts_only": True,
         "oss_5xx_every": 10,
         "expire_session_after_parts": 3,

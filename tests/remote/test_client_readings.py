@@ -202,3 +202,20 @@ async def test_no_download_url_is_one_clear_error(
             d = await client.get_download_url(ok)
             assert d.expires_at > time.time() + 3600  # expire_sec 14400 was asked
             assert await client.download_range(d.url, 0, 400) == b"z" * 400
+
+
+@pytest.mark.parametrize("reading", ["not-found", "recycle-bin"])
+async def test_trash_of_a_trashed_file_is_done_under_either_reading(
+    tmp_path: Path, reading: str
+) -> None:
+    """A doomed file is trashed twice (a late complete may have landed it between): the
+    second trash, of a file already in the recycle bin, answers 404 or
+    ``ForbiddenFileInTheRecycleBin`` depending on the reading; both count as done."""
+    with DriveServer(tmp_path / "d", "--trash-trashed", reading) as drive:
+        async with _client(drive, tmp_path) as client:
+            fid = await _upload(client, "root", "x.bin", b"x" * 1000)
+            await client.trash(fid)
+            await client.trash(fid)
+            want = {"recycle-bin": "ForbiddenFileInTheRecycleBin", "not-found": "NotFound.File"}
+            assert drive.stats()["errors"].get(want[reading]) == 1  # the reading was met
+            assert [f.name for f in await client.list_folder("root")] == []
