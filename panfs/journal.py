@@ -546,7 +546,8 @@ class Journal:
             self.conn.execute("DELETE FROM parts WHERE job_id = ?", (job_id,))
             self.conn.execute(
                 "UPDATE jobs SET file_id = ?, upload_id = ?, part_size = ?, created_parent = ?,"
-                " created_name = ?, sent_bytes = 0, state = 'uploading', updated_at = ?"
+                " created_name = ?, sent_bytes = 0, state = 'uploading', rapid_at = NULL,"
+                " updated_at = ?"
                 " WHERE id = ? AND state != 'superseded'",
                 (file_id, upload_id, part_size, parent_file_id, name, time.time(), job_id),
             )
@@ -638,7 +639,7 @@ class Journal:
         with self.conn:
             self.conn.execute(
                 "UPDATE jobs SET file_id = ?, upload_id = NULL, created_parent = ?,"
-                " created_name = ?, updated_at = ? WHERE id = ?",
+                " created_name = ?, rapid_at = NULL, updated_at = ? WHERE id = ?",
                 (file_id, parent_file_id, name, time.time(), job_id),
             )
 

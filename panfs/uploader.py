@@ -204,6 +204,9 @@ class Uploader:
         except (RemoteError, OSError) as e:
             log.info("job %d: a lost create's file not looked for yet: %s", job_id, e)
             return False
+        except Exception:  # a bug must not take the reaper (and every trash) down
+            log.exception("job %d: looking for a lost create's file", job_id)
+            return False
         finally:
             self.running.discard(job_id)
         job = self.journal.get(job_id)
