@@ -469,11 +469,12 @@ class Core:
         src_parent, dst_parent = self.node(p_old), self.node(p_new)
         check_name(new)
         node = await self.ns.child(src_parent, old)
-        if RECOVERED_ID in (src_parent.file_id, dst_parent.file_id, node.file_id):
+        target = await self.ns.find(dst_parent, new)
+        target_id = target.file_id if target is not None else None
+        if RECOVERED_ID in (src_parent.file_id, dst_parent.file_id, node.file_id, target_id):
             # mv copies it out (and removes it) instead
             raise LocalError(f"{RECOVERED_NAME}: files are copied out, not moved",
                              err=errno.EXDEV)  # fmt: skip
-        target = await self.ns.find(dst_parent, new)
         if target is node:
             return
         if target is not None:
