@@ -9,19 +9,30 @@ when the drive counts as unreachable (the daemon's reporter does).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from panfs.atomic import write_atomic
+
+log = logging.getLogger(__name__)
 
 HEALTH_FILE = "drive-health.json"
 
 
 def write(state_dir: Path, since: float, error: str) -> None:
-    write_atomic(state_dir / HEALTH_FILE, json.dumps({"since": since, "error": error[:300]}))
+    """Best effort: a full or read-only state disk only leaves status without the outage
+    (the daemon that calls this must not stop over it)."""
+    try:
+        write_atomic(state_dir / HEALTH_FILE, json.dumps({"since": since, "error": error[:300]}))
+    except OSError as e:
+        log.warning("cannot record the drive's outage for panfs status: %s", e.strerror)
 
 
 def clear(state_dir: Path) -> None:
-    (state_dir / HEALTH_FILE).unlink(missing_ok=True)
+    try:
+        (state_dir / HEALTH_FILE).unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("cannot clear the drive's outage record: %s", e.strerror)
 
 
 def read(state_dir: Path) -> dict[str, object] | None:

@@ -68,4 +68,4 @@ def run(args: argparse.Namespace) -> int:
         print("the daemon is uploading them now (panfs status shows progress)")
     else:
         print("no panfs daemon runs for it: they upload at the next panfs mount")
-    return exitcodes.ATTENTION if cut else exitcodes.OK
+    return exitcodes.ATTENTION if cut else (exitcodes.USAGE if missing else exitcodes.OK)
