@@ -65,7 +65,8 @@ class LiveProgress:
 
 # New uploads wait while files are being written (they share the one thread that serves
 # FUSE requests: 2,000 small files copied while their uploads ran took twice as long), until
-# the writing pauses for GRACE seconds, and never more than MAX_DEFER seconds in a row.
+# the writing pauses for GRACE seconds; writing that goes on past MAX_DEFER seconds holds
+# them back no longer (until it pauses and starts again).
 GRACE = 0.3
 MAX_DEFER = 10.0
 
@@ -114,11 +115,11 @@ class Uploader:
         """Seconds new uploads should still wait for the writing to pause (0: start now)."""
         now = time.monotonic()
         left = self._written_at + GRACE - now
-        if left <= 0 or (self._deferring_since and now - self._deferring_since > MAX_DEFER):
+        if left <= 0:  # a pause: the next writing may hold them back again
             self._deferring_since = 0.0
             return 0.0
         self._deferring_since = self._deferring_since or now
-        return left
+        return 0.0 if now - self._deferring_since > MAX_DEFER else left
 
     def wake(self) -> None:
         """New or changed jobs in the journal: look again. Sync, never blocks."""

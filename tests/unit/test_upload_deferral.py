@@ -41,7 +41,8 @@ def test_uploads_wait_for_a_pause_in_the_writing_but_not_for_ever(
         assert u._deferred() == pytest.approx(up.GRACE / 2)
         clock.now += up.GRACE  # the writing paused
         assert u._deferred() == 0.0
-        # writing that never pauses: uploads still start after MAX_DEFER
+        # writing that never pauses: uploads start after MAX_DEFER, and are not held back
+        # again while it goes on
         waited = 0.0
         while u._deferred() > 0 or waited == 0.0:
             u.foreground()
@@ -49,5 +50,13 @@ def test_uploads_wait_for_a_pause_in_the_writing_but_not_for_ever(
             waited += 0.1
             assert waited <= up.MAX_DEFER + 0.2
         assert waited >= up.MAX_DEFER
+        for _ in range(100):
+            u.foreground()
+            clock.now += 0.1
+            assert u._deferred() == 0.0
+        clock.now += up.GRACE  # a pause; then writing holds them back again
+        assert u._deferred() == 0.0
+        u.foreground()
+        assert u._deferred() == pytest.approx(up.GRACE)
     finally:
         db.close()
