@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import yaml
 
@@ -167,7 +167,22 @@ def panfs_config(
     return path
 
 
-class PanfsMount:
+class Closes:
+    """``with X(...) as x:`` for anything with a ``close()``."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class PanfsMount(Closes):
     """`panfs mount --foreground` of the drive, with its own config, cache and state under
     ``tmp/panfsN``. ``code``: PYTHONPATH of another panfs source tree (before/after runs).
     ``stop``/``start`` remount with the same cache and state; ``rss`` is the peak over all."""
@@ -227,21 +242,12 @@ class PanfsMount:
         proc, self.proc = self.proc, None
         unmount(self.mnt, proc, wait=60)
 
-    def close(self, keep: bool = False) -> None:
+    def close(self) -> None:
         self.stop()
-        if not keep:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-    def __enter__(self) -> PanfsMount:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
-class RcloneMount:
+class RcloneMount(Closes):
     """`rclone mount --vfs-cache-mode writes` (fresh cache, remote control on) of `rclone serve
     webdav` serving ``served`` on loopback, mounted at ``tmp/rc-mnt``."""
 
@@ -300,11 +306,3 @@ class RcloneMount:
     def close(self) -> None:
         proc, self.proc = self.proc, None
         unmount(self.mnt, proc, self.server)
-
-    def __enter__(self) -> RcloneMount:
-        return self
-
-    def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
