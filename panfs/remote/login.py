@@ -19,7 +19,6 @@ import httpx
 from panfs.errors import AuthError, NetworkError, RemoteError, TransientError
 
 SCOPES = ["user:base", "file:all:read", "file:all:write"]
-TOKEN_STYLES = ("json", "query")
 # the statuses a QR-code login goes through (protocol reference §13.11)
 WAITING, SCANNED, SUCCESS, EXPIRED = "WaitLogin", "ScanSuccess", "LoginSuccess", "QRCodeExpired"
 
