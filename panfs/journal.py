@@ -329,10 +329,13 @@ class Journal:
         return list(dict.fromkeys(ids))
 
     # -- doomed drive files ---------------------------------------------------------------
-    def _doom(self, file_id: str, reason: str, now: float) -> None:
+    def _doom(self, file_id: str, reason: str, now: float, *, late: bool = False) -> None:
+        """``late``: a request that makes or completes the file may still be in flight (a
+        superseded version's session): trashed once more after ``LATE``."""
         self.conn.execute(
-            "INSERT OR IGNORE INTO doomed (file_id, reason, added_at) VALUES (?, ?, ?)",
-            (file_id, reason[:300], now),
+            "INSERT INTO doomed (file_id, reason, added_at, late) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(file_id) DO UPDATE SET late = MAX(late, excluded.late)",
+            (file_id, reason[:300], now, int(late)),
         )
 
     def doom(self, file_ids: Iterable[str | None], reason: str) -> list[str]:
@@ -366,13 +369,14 @@ class Journal:
         return bool(row[0])
 
     def trashed(self, file_id: str) -> None:
-        """The drive confirmed ``file_id`` is gone (or never was). The first time it is kept
-        (hidden) for one more trash after ``LATE``; the second time it is forgotten."""
+        """The drive confirmed ``file_id`` is gone (or never was): forgotten, unless a late
+        request may bring it back: then it is kept (hidden) for one more trash after
+        ``LATE``, and forgotten after that one."""
         now = time.time()
         with self.conn:
             self.conn.execute(
-                "DELETE FROM doomed WHERE file_id = ? AND trashed_at IS NOT NULL"
-                " AND trashed_at <= ?",
+                "DELETE FROM doomed WHERE file_id = ? AND (late = 0 OR (trashed_at IS NOT NULL"
+                " AND trashed_at <= ?))",
                 (file_id, now - LATE),
             )
             self.conn.execute(
@@ -387,7 +391,8 @@ class Journal:
         if job is None or job.state != "superseded" or not job.file_id:
             return None
         with self.conn:
-            self._doom(job.file_id, f"superseded version of {job.remote_path}", time.time())
+            self._doom(job.file_id, f"superseded version of {job.remote_path}", time.time(),
+                       late=job.upload_id is not None)  # fmt: skip
             self.conn.execute(
                 "UPDATE jobs SET file_id = NULL, upload_id = NULL WHERE id = ?", (job_id,)
             )

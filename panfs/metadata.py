@@ -80,8 +80,9 @@ SCHEMA = [
         file_id   TEXT PRIMARY KEY,             -- a drive file of ours no name may show again:
         reason    TEXT NOT NULL,                --   the reaper trashes it (retried until gone)
         added_at  REAL NOT NULL,
-        trashed_at REAL                         -- first trashed then; trashed once more after
-                                                --   journal.LATE (a late complete), then forgotten
+        trashed_at REAL,                        -- first trashed then; a `late` one is trashed
+                                                --   once more after journal.LATE, then forgotten
+        late      INTEGER NOT NULL DEFAULT 0    -- 1: a complete of it may still be in flight
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_name ON jobs(parent_file_id, name)",
@@ -120,7 +121,7 @@ def open_db(path: Path) -> sqlite3.Connection:
         _add_columns(conn, "open_versions", {"flushed_size": "INTEGER",
                                              "flushed_mtime_ns": "INTEGER"})  # fmt: skip
         _add_columns(conn, "jobs", {"landed_at": "REAL", "rapid_at": "REAL"})
-        _add_columns(conn, "doomed", {"trashed_at": "REAL"})
+        _add_columns(conn, "doomed", {"trashed_at": "REAL", "late": "INTEGER NOT NULL DEFAULT 0"})
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return conn
 

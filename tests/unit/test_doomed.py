@@ -1,6 +1,7 @@
-"""A doomed drive file is trashed, hidden for ``LATE`` seconds more, trashed once more (a
-complete in flight when it was first trashed may have landed it since), then forgotten;
-``umount --wait`` does not wait for that second trash. A fake clock."""
+"""A doomed drive file is trashed and forgotten; one whose complete may still be in flight
+(a superseded version's session) is trashed, hidden for ``LATE`` seconds more, trashed once
+more (the complete may have landed it since), then forgotten; ``umount --wait`` does not
+wait for that second trash. A fake clock."""
 
 from __future__ import annotations
 
@@ -20,7 +21,11 @@ def test_a_doomed_file_is_trashed_twice_late_apart(
     db = open_db(tmp_path / "j.db")
     try:
         j = jr.Journal(db)
-        j.doom(["F"], "test")
+        j.doom(["R"], "a replaced version: nothing of it is in flight")
+        j.trashed("R")
+        assert j.doomed() == []  # forgotten at once: no second trash
+        with db:
+            j._doom("F", "a superseded version's session", now[0], late=True)
         assert j.to_trash(now[0]) == ["F"]
         assert j.busy()
         j.trashed("F")  # the first trash
