@@ -491,7 +491,7 @@ class Journal:
         caller records it as an open version first."""
         with self.conn:
             cur = self.conn.execute(
-                "DELETE FROM jobs WHERE id = ? AND landed_at IS NULL AND ("
+                "DELETE FROM jobs WHERE id = ? AND landed_at IS NULL AND rapid_at IS NULL AND ("
                 " state IN ('interrupted', 'failed') OR (state = 'pending' AND file_id IS NULL))",
                 (job_id,),
             )

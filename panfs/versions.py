@@ -161,7 +161,9 @@ class Versions:
         if job is None or job.source != node.cache_path or job.id in self.uploader.running:
             return None
         kept = job.state in ("interrupted", "failed") and not truncating
-        if job.landed_at is not None or not (kept or (job.state == "pending" and not job.file_id)):
+        # a rapid create may have made its file (its answer lost): that file depends on it
+        unsent = job.state == "pending" and not job.file_id and job.rapid_at is None
+        if job.landed_at is not None or not (kept or unsent):
             return None
         path = job.source
         log.debug("job %d reopened for writing: %s", job.id, job.remote_path)
