@@ -47,6 +47,9 @@ RECOVERED_NAME = ".panfs-recovered"
 # seconds a request whose answer was lost (a crash, a dropped connection) may still take to
 # be applied by the drive: a create or complete sent before may land that much later
 LATE = 30.0
+# superseded versions that still hold work on the drive: a file they made (to trash), or a
+# create whose answer was lost (its file, if it was made, is looked for and trashed)
+HOLDING = "state = 'superseded' AND (file_id IS NOT NULL OR rapid_at IS NOT NULL)"
 # states whose job still holds a version that may yet land (and so may be superseded)
 UNLANDED: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
 
@@ -146,10 +149,11 @@ class Journal:
 
     def busy(self) -> bool:
         """Anything left to do on the drive: versions to upload (or finish landing), drive
-        files to trash (doomed, or held by superseded versions)."""
+        files to trash (doomed, held by superseded versions, or made by a superseded
+        version's create whose answer was lost)."""
         row = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'uploading')"
-            "  OR (state = 'superseded' AND file_id IS NOT NULL))"
+            f"  OR ({HOLDING}))"
             " OR EXISTS (SELECT 1 FROM doomed WHERE trashed_at IS NULL)"
         ).fetchone()
         return bool(row[0])

@@ -22,6 +22,7 @@ from pathlib import Path
 from panfs import health as drive_health
 from panfs import lock
 from panfs.errors import LocalError
+from panfs.journal import HOLDING
 
 WAITING = ("pending", "uploading")
 _JOBS = (
@@ -145,8 +146,7 @@ def read(journal: Path) -> Overview:
             try:
                 cleanup = conn.execute(
                     "SELECT (SELECT count(*) FROM doomed WHERE trashed_at IS NULL)"
-                    " + (SELECT count(*) FROM jobs"
-                    " WHERE state = 'superseded' AND file_id IS NOT NULL)"
+                    f" + (SELECT count(*) FROM jobs WHERE {HOLDING})"
                 ).fetchone()[0]
             except sqlite3.OperationalError:
                 cleanup = 0

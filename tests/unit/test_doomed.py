@@ -41,3 +41,23 @@ def test_a_doomed_file_is_trashed_twice_late_apart(
         assert j.doomed() == []
     finally:
         db.close()
+
+
+def test_a_superseded_version_whose_create_answer_was_lost_keeps_umount_waiting(
+    tmp_path: Path,
+) -> None:
+    """Its create may have made a file under the name (looked for and trashed by the
+    reaper): until then ``umount --wait`` has work left on the drive."""
+    db = open_db(tmp_path / "j.db")
+    try:
+        j = jr.Journal(db)
+        src = tmp_path / "v1"
+        src.write_bytes(b"")
+        job, _ = j.add(source=str(src), parent_file_id="root", name="f", remote_path="/f")
+        j.note_rapid_create(job.id, "root", "f")
+        assert j.supersede(job.id)
+        assert j.busy()  # the file that create made may stand under /f
+        j.clear_rapid(job.id)  # looked for long enough: nothing was made
+        assert not j.busy()
+    finally:
+        db.close()
