@@ -393,7 +393,9 @@ def drive_problems(reader: DriveReader, drive: DriveServer, base: str, m: Model)
                 problems.append(f"{path}/{name}: {n} copies on the drive: {copies}")
         want = set(m.listing(d))
         for name in sorted(set(counts) - want):
-            problems.append(f"{path}/{name}: on the drive, not in the model")
+            found = [(i.get("size"), i.get("created_at"), i.get("updated_at")) for i in items
+                     if i["name"] == name]  # fmt: skip
+            problems.append(f"{path}/{name}: on the drive, not in the model {found}")
         for name in sorted(want - set(counts)):
             problems.append(f"{path}/{name}: missing on the drive")
         for item in items:
