@@ -9,7 +9,6 @@ account file a client config can point at. Must not: import ``panfs.server``
 from __future__ import annotations
 
 import ctypes
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from panfs.atomic import write_atomic
 from panfs.errors import LocalError
 
 _PR_SET_PDEATHSIG = 1
@@ -91,7 +91,5 @@ def start(data_dir: Path, log: Path) -> EmbeddedDrive:
             return start(data_dir, log)
         raise LocalError(f"the embedded drive server did not start; see {log}")
     url = line.split()[-1]
-    tmp = port_file.with_suffix(".tmp")
-    tmp.write_text(url.rsplit(":", 1)[1])
-    os.replace(tmp, port_file)
+    write_atomic(port_file, url.rsplit(":", 1)[1])
     return EmbeddedDrive(root, proc, url)

@@ -1,7 +1,7 @@
 """Which daemon (PID, state dir) serves which mount point, and finding it again.
 
-Owns: one small JSON file per mount point under the XDG state dir, written
-temp + rename, removed on a clean unmount (a SIGKILL leaves it; readers check the
+Owns: one small JSON file per mount point under the XDG state dir, written whole
+(``atomic.write_atomic``), removed on a clean unmount (a SIGKILL leaves it; readers check the
 PID); and ``state_dir_of``, which finds a mount's state dir whatever config it was
 started with: first from the mount's fsname (``panfs:STATE_DIR`` in
 /proc/self/mountinfo, readable by every user), then from this file. Must not:
@@ -15,6 +15,7 @@ import json
 import os
 from pathlib import Path
 
+from panfs.atomic import write_atomic
 from panfs.config import xdg_dir
 
 
@@ -27,18 +28,13 @@ def _registry(mountpoint: Path) -> Path:
 def record_mount(mountpoint: Path, state_dir: Path) -> Path:
     path = _registry(mountpoint)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "mountpoint": str(mountpoint),
-                "state_dir": str(state_dir),
-                "cache_dir": str(state_dir),  # the name earlier versions read
-                "pid": os.getpid(),
-            }
-        )
-    )
-    os.replace(tmp, path)
+    record = {
+        "mountpoint": str(mountpoint),
+        "state_dir": str(state_dir),
+        "cache_dir": str(state_dir),  # the name earlier versions read
+        "pid": os.getpid(),
+    }
+    write_atomic(path, json.dumps(record))
     return path
 
 

@@ -290,7 +290,7 @@ class UploadSession:
             )
         if res.rapid_upload:
             log.info("%s: rapid upload, no bytes sent", job.remote_path)
-            await self._rapid_landed(job, res.file_id, None)
+            await self._rapid_landed(job, res.file_id)
             return True
         self.job()
         self._record_session(job, res, part)
@@ -315,7 +315,7 @@ class UploadSession:
             log.info("%s: no rapid upload for an empty file (%s)", job.remote_path, e.describe())
             return False
         if res.rapid_upload:
-            await self._rapid_landed(job, res.file_id, EMPTY_SHA1)
+            await self._rapid_landed(job, res.file_id)
             return True
         self.job()
         self._record_session(job, res, self.settings.part_size)
@@ -351,7 +351,7 @@ class UploadSession:
                 continue
             if await self._same_content(job, f, self.digest):
                 log.info("%s: found the file a lost create made: adopted", job.remote_path)
-                await self._rapid_landed(job, f.file_id, None)
+                await self._rapid_landed(job, f.file_id)
                 return True
         assert job.rapid_at is not None
         if time.time() - job.rapid_at < LATE:
@@ -362,7 +362,7 @@ class UploadSession:
         self.journal.clear_rapid(self.job_id)
         return False
 
-    async def _rapid_landed(self, job: Job, file_id: str, sha1: str | None) -> None:
+    async def _rapid_landed(self, job: Job, file_id: str) -> None:
         """A rapid upload made the file at once. It is recorded whatever the job's state,
         so a version superseded meanwhile is found and trashed by the reaper; then, under
         the landing lock, it lands like any completed upload."""

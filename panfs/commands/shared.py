@@ -63,10 +63,13 @@ def open_journal(journal: Path) -> sqlite3.Connection:
     cannot."""
     if not journal.exists():
         raise UsageError(f"no journal at {journal}: nothing was ever queued there")
+    conn: sqlite3.Connection | None = None
     try:
         conn = open_db(journal)
         conn.execute("BEGIN IMMEDIATE").execute("ROLLBACK")
     except sqlite3.Error as e:
+        if conn is not None:
+            conn.close()
         raise LocalError(
             f"cannot write the journal {journal} ({e}); run this as the user that mounted"
         ) from None
