@@ -16,7 +16,8 @@ time, each its own core, cache dir and drive folder) and through a real mount wi
 
 Environment: ``PANFS_MODEL_SEQUENCES`` / ``PANFS_MODEL_MOUNT_SEQUENCES`` (counts),
 ``PANFS_MODEL_SEED`` (first seed), ``PANFS_MODEL_MAX_STEPS``, ``PANFS_MODEL_PARALLEL``,
-``PANFS_MODEL_KEEP_GOING=1`` (run every seed, report each failure),
+``PANFS_MODEL_KEEP_GOING=1`` (run every seed, report each failure), ``PANFS_MODEL_COPIES``
+(each seed that many times side by side: a race a batch met, met again),
 ``PANFS_MODEL_REPLAY='[((op...), errno), ...]'`` (a failure's op list, shortened by
 hand), ``PANFS_MODEL_TRACE=1`` (time per step), ``PANFS_MODEL_NO_DELAYS=1``,
 ``PANFS_MODEL_STRICT_SESSIONS=1`` (an open session fails the sequence). A failure
@@ -100,7 +101,7 @@ async def _core_sequence(
     base: str = "",
 ) -> None:
     base = base or f"s{seed}"
-    fs = CoreFS(drive, tmp_path / f"c{seed}", base, **_sections(seed))
+    fs = CoreFS(drive, tmp_path / f"c{base}", base, **_sections(seed))
     if seed % 10 == 1 or alone:  # every tenth sequence picks the delays for the next ten
         drive.set_faults(_faults((seed - 1) // 10 * 10 + 1))
     try:
@@ -145,15 +146,18 @@ async def _model_core(tmp_path: Path, drive: DriveServer) -> None:
         # every other run; the full batch is the measure of issue 8, not this one
         count = pick(300, 12)
         plan = [(s, generate(s, lengths(s, 24), in_process=True)) for s in seeds(count)]
-    longest = max(len(steps) for _, steps in plan)
+    copies = env_int("PANFS_MODEL_COPIES", 1)  # a race met in a batch: the seed N times at once
+    plan = [(seed, steps, f"s{seed}" + (f"-{k}" if copies > 1 else ""))
+            for seed, steps in plan for k in range(copies)]  # fmt: skip
+    longest = max(len(steps) for _, steps, _ in plan)
     # sequences run side by side (own core, cache dir and drive folder each) so that one's
     # sleeps and server delays overlap another's work; fault rules are the server's, shared
     limit = trio.CapacityLimiter(env_int("PANFS_MODEL_PARALLEL", 6))
 
-    async def one(seed: int, steps: list[Step], cancel: trio.CancelScope) -> None:
+    async def one(seed: int, steps: list[Step], base: str, cancel: trio.CancelScope) -> None:
         async with limit:
             try:
-                await _core_sequence(tmp_path, drive, reader, seed, steps, len(plan) == 1)
+                await _core_sequence(tmp_path, drive, reader, seed, steps, len(plan) == 1, base)
             except SequenceFailed as e:
                 print(e)
                 failures.append(str(e))
@@ -161,8 +165,8 @@ async def _model_core(tmp_path: Path, drive: DriveServer) -> None:
                     cancel.cancel()
 
     async with trio.open_nursery() as nursery:
-        for seed, steps in plan:
-            nursery.start_soon(one, seed, steps, nursery.cancel_scope)
+        for seed, steps, base in plan:
+            nursery.start_soon(one, seed, steps, base, nursery.cancel_scope)
     _report(failures[:1] if not KEEP_GOING else failures, len(plan), longest)
 
 
