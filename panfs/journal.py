@@ -607,14 +607,28 @@ class Journal:
     def mark_landed(self, job_id: int) -> None:
         """complete answered and the check agreed: this version is now the name on the
         drive, and its session is forgotten (a crash from here resumes at the post-steps).
-        Sync, in the same step as the check that the job is not superseded."""
+        Sync, in the same step as the check that the job is not superseded. In the same
+        transaction a version of the name still open for writing (or cut off by a crash
+        before its close was queued) now replaces this file: recovery queues such a version
+        with what its row says it replaces, and the file it recorded at open is retired by
+        this landing (without this, a crash before that close left two copies)."""
         now = time.time()
         with self.conn:
-            self.conn.execute(
+            cur = self.conn.execute(
                 "UPDATE jobs SET landed_at = ?, upload_id = NULL, updated_at = ? WHERE id = ?"
                 " AND state = 'uploading'",
                 (now, now, job_id),
             )
+            if cur.rowcount:
+                row = self.conn.execute(
+                    "SELECT file_id, parent_file_id, name FROM jobs WHERE id = ?", (job_id,)
+                ).fetchone()
+                if row is not None and row[0]:
+                    self.conn.execute(
+                        "UPDATE open_versions SET replaces_file_id = ?"
+                        " WHERE parent_file_id = ? AND name = ?",
+                        tuple(row),
+                    )
 
     def note_rapid_create(self, job_id: int, parent_file_id: str, name: str) -> None:
         """Durable intent before a create that makes the file at once (a rapid upload, an

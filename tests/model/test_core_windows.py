@@ -1,0 +1,76 @@
+"""Windows between a landing and a crash that the random sequences met, held open on
+purpose: the server delays one request long enough for the other step to happen inside
+it, then the core is dropped like a SIGKILL. The drive itself is checked afterwards (one
+copy per name, the last closed bytes)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from panfs.inodes import ROOT_INO
+from tests.model.adapters import CoreFS
+from tests.support.drive import DriveReader, DriveServer
+
+NO_DELAY = {"upload": {"delay": 0.0}}
+
+
+def copies(reader: DriveReader, folder: str, name: str) -> list[int]:
+    return [i["size"] for i in reader.list(folder) if i["name"] == name]
+
+
+# the landing's steps run unawaited when the core is dropped (a SIGKILL in process)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_version_landing_while_a_newer_one_is_open_then_a_crash_leaves_one_copy(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """v2 lands while v3 is open for writing; the daemon dies after v2 landed (its trash of
+    v1 still in flight) and after v3's close() returned, before its release queued it.
+    Recovery queues v3 from its open row: it must replace v2 (what the name held when v2
+    landed), not v1 (what it held when v3 was opened), or v2 stays beside it."""
+    reader = DriveReader(drive)
+    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
+    await fs.start()
+    try:
+        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+        await fs.write("y", b"1" * 1000)
+        await fs.wait_idle()
+        drive.set_faults(
+            [
+                {"op": "complete", "action": "delay", "ms": 500, "probability": 1.0},
+                {"op": "trash", "action": "delay", "ms": 3000, "probability": 1.0},
+            ]
+        )
+        await fs.write("y", b"2" * 2000)  # queued
+        assert fs.rig is not None
+        journal = fs.rig.journal
+
+        def v2(landed: bool) -> bool:
+            return any(
+                j.file_id and (j.landed_at is not None or not landed)
+                for j in journal.jobs(("uploading",))
+            )
+
+        await poll(lambda: v2(landed=False))  # its session is on the drive
+        fh = await fs._open_for_write("y", b"3" * 3000)  # O_TRUNC, written, still open
+        await fs._call(fs.core.flush(fh))  # close() returned: v3 must not be lost
+        await poll(lambda: v2(landed=True))  # v2 is the name now; v1's trash in flight
+        await fs.kill()  # before RELEASE: recovery queues v3 from its open row
+        drive.set_faults([])
+        with trio.fail_after(60):  # a hang guard, not a speed limit
+            await fs.wait_idle()
+    finally:
+        drive.set_faults([])
+        await fs.stop()
+    assert copies(reader, "/w", "y") == [3000]
+    assert reader.read("/w/y") == b"3" * 3000
+
+
+async def poll(pred: Callable[[], bool]) -> None:
+    with trio.fail_after(30):  # a hang guard, not a speed limit
+        while not pred():  # noqa: ASYNC110 (the state polled has no event to wait on)
+            await trio.sleep(0.005)
