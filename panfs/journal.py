@@ -419,12 +419,15 @@ class Journal:
 
     def lost_creates(self, parent_file_id: str) -> dict[str, float]:
         """Names in a folder where a create whose answer was lost may have made a file of a
-        version now bound for another name: {name: when the create was sent}. Listings hide
-        new files of such a name until the upload adopts (and moves) or rules out the file."""
+        version now bound for another name, or superseded (that file is to be trashed):
+        {name: when the create was sent}. Listings hide new files of such a name that no
+        job or node knows until the upload adopts (and moves) or rules out the file, or the
+        reaper's sweep trashes it."""
         rows = self.conn.execute(
             "SELECT created_name, MIN(rapid_at) FROM jobs WHERE created_parent = ?"
             " AND rapid_at IS NOT NULL AND file_id IS NULL AND state != 'done'"
-            " AND (parent_file_id != created_parent OR name != created_name)"
+            " AND (state = 'superseded' OR parent_file_id != created_parent"
+            "      OR name != created_name)"
             " GROUP BY created_name",
             (parent_file_id,),
         ).fetchall()

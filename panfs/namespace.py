@@ -195,13 +195,14 @@ class Namespace:
         assert folder.file_id is not None
         hidden = self.journal.hidden_file_ids(folder.file_id)
         lost = self.journal.lost_creates(folder.file_id)
+        known = self.journal.file_ids() if lost else set()
         groups: dict[str, list[RemoteFile]] = {}
         links: dict[str, list[RemoteFile]] = {}
         for item in items:
             if item.file_id in hidden or item.name == MOVE_PREFIX + item.file_id:
                 continue  # (the other: one of our moves past a name clash, half done)
-            if item.name in lost and _made_since(item, lost[item.name]):
-                continue  # maybe a lost create's file, bound for another name
+            if item.name in lost and self._lost(item, lost[item.name], known):
+                continue  # maybe a lost create's file, bound for another name or superseded
             name, suffix = self._local_name(item)
             (links if suffix else groups).setdefault(name, []).append(item)
         for name, group in links.items():
@@ -252,6 +253,13 @@ class Namespace:
             node = self.inodes[ino]
             if name not in seen and not node.dirty and not node.writers:
                 self.inodes.detach(node)
+
+    def _lost(self, item: RemoteFile, since: float, known: set[str]) -> bool:
+        """Maybe the file a lost create made: made since it was sent, and no job or node
+        stands for it (a newer version's own file of that name does)."""
+        if item.file_id in known or self.inodes.holding(item.file_id) is not None:
+            return False
+        return _made_since(item, since)
 
     def _known_elsewhere(self, file_id: str) -> bool:
         """A node already stands for this drive file (a scan: stale listings are rare)."""
