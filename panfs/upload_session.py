@@ -328,10 +328,13 @@ class UploadSession:
         """A create that may make the file at once. Durable intent first; an attempt whose
         answer may have been lost is never sent again blind (``_found_lost`` looks first)."""
         self.journal.note_rapid_create(self.job_id, job.parent_file_id, job.name)
+        log.debug("job %d: rapid create of %s sent", self.job_id, job.remote_path)
         try:
-            return await self.client.create_file(
+            res = await self.client.create_file(
                 job.parent_file_id, job.name, size, sizes, rapid=proof
             )
+            log.debug("job %d: rapid create answered: %s", self.job_id, res.file_id)
+            return res
         except CreateMaybeApplied as e:
             raise TransientError(f"{e}; looking for it before the next try") from None
 
@@ -689,6 +692,7 @@ class UploadSession:
         async with self.landing:
             latest = self.journal.get(self.job_id)
             if latest is None or latest.state == "superseded":
+                log.debug("job %d superseded at landing", self.job_id)
                 if latest is not None and latest.file_id:
                     await self._trash(latest.file_id, "superseded before it landed")
                 raise Superseded()

@@ -181,6 +181,7 @@ class Uploader:
                     continue  # its session notices and stops (or trashes what landed)
                 if job.rapid_at is not None and not job.file_id and not await self._sweep(job.id):
                     continue  # a lost create's file may stand: looked for again next round
+                log.debug("job %d: superseded, retired (file %s)", job.id, job.file_id)
                 self.journal.retire_superseded(job.id)
                 self._end(job.id)
             if self.trash is not None:
@@ -214,6 +215,7 @@ class Uploader:
         return job is None or job.rapid_at is None or bool(job.file_id)
 
     async def _worker(self, job_id: int) -> None:
+        log.debug("job %d: upload starts", job_id)
         attempt = 0
         try:
             while True:

@@ -14,6 +14,8 @@ import secrets
 import time
 from typing import Any
 
+import trio
+
 from panfs.server import oss
 from panfs.server.faults import FaultRuleError, Faults
 from panfs.server.http import Receive, Request, Scope, Send, drop, reply, reply_json
@@ -148,6 +150,8 @@ class DriveApp(OAuthApi):
         if rule is not None and rule.action == "drop_after_store":
             await drop(send)  # done, but the answer is lost on the way back
             return
+        if rule is not None and rule.action == "answer_after":
+            await trio.sleep(float(rule.params.get("ms", 0)) / 1000)  # done; answered late
         await reply_json(send, 200, result)
 
     # -- auth ------------------------------------------------------------------

@@ -6,15 +6,16 @@ and the seeded RNG behind ``probability``. Must not: perform the action (the app
 does) or know HTTP.
 
 Actions: ``status`` (reply ``status`` with ``body``, ``content_type`` and optional
-``headers``, e.g. 429 with ``x-retry-after``), ``delay`` (``ms``, then serve
-normally), ``drop_after_store`` (store the part, or perform the API call, then
-drop the connection without answering), ``drop`` (drop without doing anything), ``cut_body``
-(read ``after_bytes`` of the body, then drop), ``store_truncated`` (store only
-the first ``keep_bytes`` of the part as if complete, and answer 200), ``oss_error``
-(answer the OSS XML error ``code``, e.g. 500 ``InternalError`` or 503
-``ServiceUnavailable``, with ``status`` to override the code's own),
-``expire_session`` (the request's upload session ends server-side, then the request
-is served: ``NotFound.UploadId`` / ``NoSuchUpload``).
+``headers``, e.g. 429 with ``x-retry-after``), ``delay`` (``ms``, then serve normally),
+``answer_after`` (perform the API call, then wait ``ms`` before answering: a client that
+dies meanwhile never learns the result, the drive keeps it), ``drop_after_store`` (store
+the part, or perform the API call, then drop the connection without answering), ``drop``
+(drop without doing anything), ``cut_body`` (read ``after_bytes`` of the body, then
+drop), ``store_truncated`` (store only the first ``keep_bytes`` of the part as if
+complete, and answer 200), ``oss_error`` (answer the OSS XML error ``code``, e.g. 500
+``InternalError`` or 503 ``ServiceUnavailable``, with ``status`` to override the code's
+own), ``expire_session`` (the request's upload session ends server-side, then the
+request is served: ``NotFound.UploadId`` / ``NoSuchUpload``).
 
 API calls match on their JSON body; ``getUploadUrl`` also on ``part_number`` (the
 first part asked for); part PUTs on ``part_number`` and ``upload_id``.
@@ -29,6 +30,7 @@ from typing import Any
 ACTIONS = {
     "status",
     "delay",
+    "answer_after",
     "drop_after_store",
     "drop",
     "cut_body",

@@ -70,7 +70,40 @@ async def test_version_landing_while_a_newer_one_is_open_then_a_crash_leaves_one
     assert reader.read("/w/y") == b"3" * 3000
 
 
-async def poll(pred: Callable[[], bool]) -> None:
+async def poll(pred: Callable[[], bool], thread: bool = False) -> None:
+    """Until ``pred()`` (in a worker thread if it asks the drive server, another process)."""
     with trio.fail_after(30):  # a hang guard, not a speed limit
-        while not pred():  # noqa: ASYNC110 (the state polled has no event to wait on)
-            await trio.sleep(0.005)
+        while not (await trio.to_thread.run_sync(pred) if thread else pred()):  # noqa: ASYNC110
+            await trio.sleep(0.005)  # (the state polled has no event to wait on)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_superseded_empty_create_in_flight_at_a_kill_is_swept(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """An empty file's create (it makes the file at once) is in flight when a newer version
+    supersedes it, the file is renamed away and the daemon dies; the drive makes the file
+    after the restart. The superseded version must survive the restart until the reaper
+    has looked for that file and trashed it: the drive ends with the renamed file only."""
+    reader = DriveReader(drive)
+    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
+    await fs.start()
+    try:
+        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+        # the drive makes the file at once but answers late: the kill loses the answer
+        drive.set_faults([{"op": "create", "action": "answer_after", "ms": 1500}])
+        await fs.write("a", b"")
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        await poll(lambda: any(j.rapid_at for j in journal.jobs(("pending", "uploading"))))
+        await fs.append("a", b"5" * 50)  # supersedes it (its create may make the file)
+        await fs.rename("a", "x")
+        # made on the drive, its answer not sent yet
+        await poll(lambda: copies(reader, "/w", "a") == [0], thread=True)
+        await fs.kill()  # the create's answer is lost
+        with trio.fail_after(120):  # a hang guard, not a speed limit
+            await fs.wait_idle()
+    finally:
+        drive.set_faults([])
+        await fs.stop()
+    assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("x", 50)]

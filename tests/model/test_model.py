@@ -18,6 +18,7 @@ Environment: ``PANFS_MODEL_SEQUENCES`` / ``PANFS_MODEL_MOUNT_SEQUENCES`` (counts
 ``PANFS_MODEL_SEED`` (first seed), ``PANFS_MODEL_MAX_STEPS``, ``PANFS_MODEL_PARALLEL``,
 ``PANFS_MODEL_KEEP_GOING=1`` (run every seed, report each failure), ``PANFS_MODEL_COPIES``
 (each seed that many times side by side: a race a batch met, met again),
+``PANFS_MODEL_LOG=1`` (the core's debug log of a failed sequence printed under it),
 ``PANFS_MODEL_REPLAY='[((op...), errno), ...]'`` (a failure's op list, shortened by
 hand), ``PANFS_MODEL_TRACE=1`` (time per step), ``PANFS_MODEL_NO_DELAYS=1``,
 ``PANFS_MODEL_STRICT_SESSIONS=1`` (an open session fails the sequence). A failure
@@ -27,6 +28,8 @@ prints its seed, the command that replays it and the op list.
 from __future__ import annotations
 
 import ast
+import contextvars
+import logging
 import os
 import random
 import time
@@ -83,6 +86,39 @@ def _sections(seed: int) -> dict[str, dict[str, Any]]:
 
 def _faults(seed: int) -> list[dict[str, object]]:
     return fault_rules(seed) if seed % 2 and not os.environ.get("PANFS_MODEL_NO_DELAYS") else []
+
+
+# PANFS_MODEL_LOG=1: the core's debug log kept in memory per sequence (each record stamped
+# with the sequence its task ran for) and printed under a failure; cheaper than log_cli,
+# which slows the cores enough to hide the races
+_SEQUENCE: contextvars.ContextVar[str] = contextvars.ContextVar("sequence", default="")
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[str, logging.LogRecord]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((_SEQUENCE.get(), record))
+
+    def lines(self, base: str) -> str:
+        t0 = self.records[0][1].created if self.records else 0.0
+        return "\n".join(
+            f"  {time.strftime('%H:%M:%S', time.gmtime(r.created))}.{int(r.msecs):03d}"
+            f" {r.created - t0:8.3f} {r.name} {r.getMessage()}"
+            for b, r in self.records
+            if b == base
+        )
+
+
+def _keep_log() -> _Kept | None:
+    if os.environ.get("PANFS_MODEL_LOG") != "1":
+        return None
+    kept = _Kept()
+    logging.getLogger("panfs").addHandler(kept)
+    logging.getLogger("panfs").setLevel(logging.DEBUG)
+    return kept
 
 
 def _report(failures: list[str], count: int, longest: int) -> None:
@@ -154,19 +190,28 @@ async def _model_core(tmp_path: Path, drive: DriveServer) -> None:
     # sleeps and server delays overlap another's work; fault rules are the server's, shared
     limit = trio.CapacityLimiter(env_int("PANFS_MODEL_PARALLEL", 6))
 
+    kept = _keep_log()
+
     async def one(seed: int, steps: list[Step], base: str, cancel: trio.CancelScope) -> None:
         async with limit:
+            _SEQUENCE.set(base)
             try:
                 await _core_sequence(tmp_path, drive, reader, seed, steps, len(plan) == 1, base)
             except SequenceFailed as e:
                 print(e)
+                if kept is not None:
+                    print(f"log of {base}:\n{kept.lines(base)}")
                 failures.append(str(e))
                 if not KEEP_GOING:
                     cancel.cancel()
 
-    async with trio.open_nursery() as nursery:
-        for seed, steps, base in plan:
-            nursery.start_soon(one, seed, steps, base, nursery.cancel_scope)
+    try:
+        async with trio.open_nursery() as nursery:
+            for seed, steps, base in plan:
+                nursery.start_soon(one, seed, steps, base, nursery.cancel_scope)
+    finally:
+        if kept is not None:
+            logging.getLogger("panfs").removeHandler(kept)
     _report(failures[:1] if not KEEP_GOING else failures, len(plan), longest)
 
 
