@@ -38,7 +38,8 @@ ACTIVE: tuple[JobState, ...] = ("pending", "uploading")
 _COLS = (
     "id, source, size, mtime_ns, inode, fingerprint, parent_file_id, name, remote_path,"
     " replaces_file_id, state, file_id, upload_id, created_parent, created_name, part_size,"
-    " sent_bytes, error, next_retry_at, created_at, updated_at, landed_at, rapid_at"
+    " sent_bytes, error, next_retry_at, created_at, updated_at, landed_at, rapid_at,"
+    " completing_at"
 )
 # the recovery folder: versions that failed or were cut off, set aside when a newer version
 # took their name; a folder of the mount only (never on the drive), listed from the journal
@@ -79,6 +80,7 @@ class Job:
     updated_at: float
     landed_at: float | None = None
     rapid_at: float | None = None
+    completing_at: float | None = None
 
     @property
     def identity(self) -> tuple[int, int, int, str]:
@@ -154,7 +156,7 @@ class Journal:
         row = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'uploading')"
             f"  OR ({HOLDING}))"
-            " OR EXISTS (SELECT 1 FROM doomed WHERE trashed_at IS NULL)"
+            " OR EXISTS (SELECT 1 FROM doomed)"
         ).fetchone()
         return bool(row[0])
 
@@ -333,13 +335,16 @@ class Journal:
         return list(dict.fromkeys(ids))
 
     # -- doomed drive files ---------------------------------------------------------------
-    def _doom(self, file_id: str, reason: str, now: float, *, late: bool = False) -> None:
-        """``late``: a request that makes or completes the file may still be in flight (a
-        superseded version's session): trashed once more after ``LATE``."""
+    def _doom(
+        self, file_id: str, reason: str, now: float, *, late_until: float | None = None
+    ) -> None:
+        """``late_until``: a complete of the file was sent and never answered, so the drive
+        may land it until then: trashed once more after that moment."""
         self.conn.execute(
-            "INSERT INTO doomed (file_id, reason, added_at, late) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(file_id) DO UPDATE SET late = MAX(late, excluded.late)",
-            (file_id, reason[:300], now, int(late)),
+            "INSERT INTO doomed (file_id, reason, added_at, late_until) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(file_id) DO UPDATE SET late_until = NULLIF(MAX("
+            "COALESCE(late_until, 0), COALESCE(excluded.late_until, 0)), 0)",
+            (file_id, reason[:300], now, late_until),
         )
 
     def doom(self, file_ids: Iterable[str | None], reason: str) -> list[str]:
@@ -354,12 +359,12 @@ class Journal:
         return [r[0] for r in self.conn.execute("SELECT file_id FROM doomed ORDER BY added_at")]
 
     def to_trash(self, now: float) -> list[str]:
-        """Doomed files to trash now: never trashed, or trashed ``LATE`` seconds ago (once
-        more: a complete in flight when they were trashed may have landed them since)."""
+        """Doomed files to trash now: never trashed, or trashed before their ``late_until``
+        which has passed (once more: a complete in flight may have landed them since)."""
         rows = self.conn.execute(
-            "SELECT file_id FROM doomed WHERE trashed_at IS NULL OR trashed_at <= ?"
-            " ORDER BY added_at",
-            (now - LATE,),
+            "SELECT file_id FROM doomed WHERE trashed_at IS NULL OR (late_until IS NOT NULL"
+            " AND trashed_at < late_until AND late_until <= ?) ORDER BY added_at",
+            (now,),
         ).fetchall()
         return [r[0] for r in rows]
 
@@ -373,20 +378,16 @@ class Journal:
         return bool(row[0])
 
     def trashed(self, file_id: str) -> None:
-        """The drive confirmed ``file_id`` is gone (or never was): forgotten, unless a late
-        request may bring it back: then it is kept (hidden) for one more trash after
-        ``LATE``, and forgotten after that one."""
+        """The drive confirmed ``file_id`` is gone (or never was): forgotten, unless a
+        complete sent earlier may still land it (before its ``late_until``): then it is kept
+        (hidden, and ``umount --wait`` waits) for one more trash after that moment."""
         now = time.time()
         with self.conn:
             self.conn.execute(
-                "DELETE FROM doomed WHERE file_id = ? AND (late = 0 OR (trashed_at IS NOT NULL"
-                " AND trashed_at <= ?))",
-                (file_id, now - LATE),
+                "DELETE FROM doomed WHERE file_id = ? AND (late_until IS NULL OR late_until <= ?)",
+                (file_id, now),
             )
-            self.conn.execute(
-                "UPDATE doomed SET trashed_at = COALESCE(trashed_at, ?) WHERE file_id = ?",
-                (now, file_id),
-            )
+            self.conn.execute("UPDATE doomed SET trashed_at = ? WHERE file_id = ?", (now, file_id))
 
     def retire_superseded(self, job_id: int) -> str | None:
         """A superseded job that holds a drive file (its session may have completed): the
@@ -395,8 +396,9 @@ class Journal:
         if job is None or job.state != "superseded" or not job.file_id:
             return None
         with self.conn:
+            late = job.completing_at + LATE if job.completing_at is not None else None
             self._doom(job.file_id, f"superseded version of {job.remote_path}", time.time(),
-                       late=job.upload_id is not None)  # fmt: skip
+                       late_until=late)  # fmt: skip
             self.conn.execute(
                 "UPDATE jobs SET file_id = NULL, upload_id = NULL WHERE id = ?", (job_id,)
             )
@@ -618,8 +620,8 @@ class Journal:
         now = time.time()
         with self.conn:
             cur = self.conn.execute(
-                "UPDATE jobs SET landed_at = ?, upload_id = NULL, updated_at = ? WHERE id = ?"
-                " AND state = 'uploading'",
+                "UPDATE jobs SET landed_at = ?, upload_id = NULL, completing_at = NULL,"
+                " updated_at = ? WHERE id = ? AND state = 'uploading'",
                 (now, now, job_id),
             )
             if cur.rowcount:
@@ -632,6 +634,15 @@ class Journal:
                         " WHERE parent_file_id = ? AND name = ?",
                         tuple(row),
                     )
+
+    def note_completing(self, job_id: int, sent: bool) -> None:
+        """``sent``: a complete goes out now (no await before it): until it is answered the
+        drive may land the file, up to ``LATE`` seconds later. False: it was answered."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE jobs SET completing_at = ? WHERE id = ?",
+                (time.time() if sent else None, job_id),
+            )
 
     def note_rapid_create(self, job_id: int, parent_file_id: str, name: str) -> None:
         """Durable intent before a create that makes the file at once (a rapid upload, an

@@ -44,9 +44,11 @@ SCHEMA = [
         updated_at       REAL NOT NULL,
         landed_at        REAL,                  -- complete answered, hashes agreed: this version
                                                 --   IS the name on the drive (post-steps remain?)
-        rapid_at         REAL                   -- a create that makes the file at once (rapid,
+        rapid_at         REAL,                  -- a create that makes the file at once (rapid,
                                                 --   empty) was sent at (created_parent,
                                                 --   created_name): its answer may be lost
+        completing_at    REAL                   -- complete sent then, not answered yet: the
+                                                --   drive may still land the file until LATE
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
@@ -80,9 +82,10 @@ SCHEMA = [
         file_id   TEXT PRIMARY KEY,             -- a drive file of ours no name may show again:
         reason    TEXT NOT NULL,                --   the reaper trashes it (retried until gone)
         added_at  REAL NOT NULL,
-        trashed_at REAL,                        -- first trashed then; a `late` one is trashed
-                                                --   once more after journal.LATE, then forgotten
-        late      INTEGER NOT NULL DEFAULT 0    -- 1: a complete of it may still be in flight
+        trashed_at REAL,                        -- last trashed then
+        late_until REAL                         -- a complete of it sent, never answered, may
+                                                --   land it until then: trashed once more
+                                                --   after it, then forgotten
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_name ON jobs(parent_file_id, name)",
@@ -120,8 +123,9 @@ def open_db(path: Path) -> sqlite3.Connection:
             conn.execute(stmt)
         _add_columns(conn, "open_versions", {"flushed_size": "INTEGER",
                                              "flushed_mtime_ns": "INTEGER"})  # fmt: skip
-        _add_columns(conn, "jobs", {"landed_at": "REAL", "rapid_at": "REAL"})
-        _add_columns(conn, "doomed", {"trashed_at": "REAL", "late": "INTEGER NOT NULL DEFAULT 0"})
+        _add_columns(conn, "jobs", {"landed_at": "REAL", "rapid_at": "REAL",
+                                    "completing_at": "REAL"})  # fmt: skip
+        _add_columns(conn, "doomed", {"trashed_at": "REAL", "late_until": "REAL"})
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     return conn
 

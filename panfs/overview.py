@@ -145,7 +145,7 @@ def read(journal: Path) -> Overview:
             files += _jobs(conn, now)
             try:
                 cleanup = conn.execute(
-                    "SELECT (SELECT count(*) FROM doomed WHERE trashed_at IS NULL)"
+                    "SELECT (SELECT count(*) FROM doomed)"
                     f" + (SELECT count(*) FROM jobs WHERE {HOLDING})"
                 ).fetchone()[0]
             except sqlite3.OperationalError:

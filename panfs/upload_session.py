@@ -662,8 +662,11 @@ class UploadSession:
         assert job.file_id
         assert job.upload_id
         crashpoint.reach("before_complete")
-        remote = await self.client.complete(job.file_id, job.upload_id, before_send=self._check)
+        remote = await self.client.complete(
+            job.file_id, job.upload_id, before_send=self._completing
+        )
         crashpoint.reach("after_complete")
+        self.journal.note_completing(self.job_id, sent=False)
         latest = self.journal.get(self.job_id)
         if latest is None or latest.state == "superseded":
             # superseded while complete was in flight: this version must not stay visible
@@ -700,9 +703,11 @@ class UploadSession:
             log.debug("job %d landed as %s", self.job_id, latest.file_id)
             await self._finish()
 
-    def _check(self) -> None:
-        """Right before complete goes out: a newer version exists? Never complete over it."""
+    def _completing(self) -> None:
+        """Right before complete goes out: a newer version exists? Never complete over it.
+        Else the complete is noted as sent (until answered, it may land the file late)."""
         self.job()
+        self.journal.note_completing(self.job_id, sent=True)
 
     async def _trash(self, file_id: str, reason: str) -> None:
         self.journal.doom([file_id], reason)

@@ -1,7 +1,7 @@
-"""A doomed drive file is trashed and forgotten; one whose complete may still be in flight
-(a superseded version's session) is trashed, hidden for ``LATE`` seconds more, trashed once
-more (the complete may have landed it since), then forgotten; ``umount --wait`` does not
-wait for that second trash. A fake clock."""
+"""A doomed drive file is trashed and forgotten; one whose complete was sent and never
+answered (a superseded version's session cut off mid-complete) may still be landed by the
+drive until ``LATE`` after that complete: it is trashed, hidden until then, trashed once
+more, then forgotten, and ``umount --wait`` waits for that second trash. A fake clock."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ from panfs import journal as jr
 from panfs.metadata import open_db
 
 
-def test_a_doomed_file_is_trashed_twice_late_apart(
+def _job(j: jr.Journal, tmp_path: Path, name: str) -> jr.Job:
+    src = tmp_path / name
+    src.write_bytes(b"")
+    job, _ = j.add(source=str(src), parent_file_id="root", name=name, remote_path=f"/{name}")
+    return job
+
+
+def test_a_file_whose_complete_went_unanswered_is_trashed_again_after_late(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1000.0]
@@ -24,21 +31,30 @@ def test_a_doomed_file_is_trashed_twice_late_apart(
         j.doom(["R"], "a replaced version: nothing of it is in flight")
         j.trashed("R")
         assert j.doomed() == []  # forgotten at once: no second trash
-        with db:
-            j._doom("F", "a superseded version's session", now[0], late=True)
-        assert j.to_trash(now[0]) == ["F"]
-        assert j.busy()
+        assert not j.busy()
+        answered = _job(j, tmp_path, "a")  # its complete was answered: one trash
+        cut = _job(j, tmp_path, "b")  # its complete went out and the daemon died
+        for job, fid in ((answered, "A"), (cut, "F")):
+            with db:
+                db.execute("UPDATE jobs SET state = 'uploading', file_id = ? WHERE id = ?",
+                           (fid, job.id))  # fmt: skip
+            j.note_completing(job.id, sent=True)
+        j.note_completing(answered.id, sent=False)
+        now[0] += 5
+        for job in (answered, cut):
+            assert j.supersede(job.id)
+            j.retire_superseded(job.id)
+        assert sorted(j.to_trash(now[0])) == ["A", "F"]
+        j.trashed("A")
         j.trashed("F")  # the first trash
-        assert j.doomed() == ["F"]  # still hidden from listings
+        assert j.doomed() == ["F"]  # still hidden: the complete may land it
         assert j.to_trash(now[0]) == []
-        assert not j.busy()  # nothing to wait for
-        now[0] += jr.LATE / 2
-        j.trashed("F")  # trashed again early (another path): still kept
-        assert j.to_trash(now[0]) == []
-        now[0] += jr.LATE
+        assert j.busy()  # umount --wait waits for the second trash
+        now[0] += jr.LATE - 5  # LATE after the complete was sent
         assert j.to_trash(now[0]) == ["F"]  # once more, late
         j.trashed("F")
         assert j.doomed() == []
+        assert not j.busy()
     finally:
         db.close()
 
@@ -51,9 +67,7 @@ def test_a_superseded_version_whose_create_answer_was_lost_keeps_umount_waiting(
     db = open_db(tmp_path / "j.db")
     try:
         j = jr.Journal(db)
-        src = tmp_path / "v1"
-        src.write_bytes(b"")
-        job, _ = j.add(source=str(src), parent_file_id="root", name="f", remote_path="/f")
+        job = _job(j, tmp_path, "f")
         j.note_rapid_create(job.id, "root", "f")
         assert j.supersede(job.id)
         assert j.busy()  # the file that create made may stand under /f
