@@ -312,7 +312,8 @@ class Journal:
         """A name goes (unlink, rename-over by a file already on the drive): its jobs never
         land, and every drive file they stood for or were to retire is doomed, with
         ``doom``, in one transaction. A landed job is abandoned too (its post-steps stop)
-        and its own file doomed, as is a done one's. Returns the doomed file ids (to trash
+        and its own file doomed, as is a done one's, and one a rapid create made (it
+        stands under the name already, before it lands). Returns the doomed file ids (to trash
         now; the reaper retries)."""
         now = time.time()
         ids = [f for f in doom if f]
@@ -323,7 +324,8 @@ class Journal:
                     continue
                 if job.replaces_file_id:
                     ids.append(job.replaces_file_id)
-                if (job.landed_at is not None or job.state == "done") and job.file_id:
+                made = job.landed_at is not None or job.state == "done" or not job.upload_id
+                if made and job.file_id:  # (no session: a create that made it at once)
                     ids.append(job.file_id)
                 if job.state != "done":
                     self.conn.execute(
@@ -437,11 +439,13 @@ class Journal:
 
     def session_at(self, parent_file_id: str, name: str) -> bool:
         """Has an upload session a file at (folder, name) that may complete any moment (its
-        job not landed: queued, uploading, or superseded with its complete in flight)?"""
+        job not landed: queued, uploading, or superseded with its complete in flight), or
+        may a create that makes the file at once have made one there (its answer not in)?"""
         row = self.conn.execute(
             "SELECT 1 FROM jobs WHERE created_parent = ? AND created_name = ?"
-            " AND file_id IS NOT NULL AND upload_id IS NOT NULL AND landed_at IS NULL"
-            " AND state IN ('pending', 'uploading', 'superseded') LIMIT 1",
+            " AND landed_at IS NULL AND state IN ('pending', 'uploading', 'superseded')"
+            " AND ((file_id IS NOT NULL AND upload_id IS NOT NULL)"
+            "      OR (rapid_at IS NOT NULL AND file_id IS NULL)) LIMIT 1",
             (parent_file_id, name),
         ).fetchone()
         return row is not None

@@ -107,3 +107,32 @@ async def test_superseded_empty_create_in_flight_at_a_kill_is_swept(
         drive.set_faults([])
         await fs.stop()
     assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("x", 50)]
+
+
+async def test_rename_over_a_name_whose_rapid_create_is_in_flight(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """An empty file's create (it makes the file at once) is answered late; meanwhile a file
+    is renamed over that name. The drive already holds the new empty file there: the
+    rename must not fail with EEXIST, and the empty version, abandoned, must not stay."""
+    reader = DriveReader(drive)
+    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
+    await fs.start()
+    try:
+        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+        await fs.mkdir("b")
+        await fs.write("a", b"7" * 7)
+        await fs.wait_idle()
+        drive.set_faults([{"op": "create", "action": "answer_after", "ms": 1500}])
+        await fs.write("b/a", b"")
+        await poll(lambda: copies(reader, "/w/b", "a") == [0], thread=True)  # made, unanswered
+        await fs.rename("a", "b/a")
+        drive.set_faults([])
+        with trio.fail_after(120):  # a hang guard, not a speed limit
+            await fs.wait_idle()
+        assert await fs.read("b/a") == b"7" * 7
+    finally:
+        drive.set_faults([])
+        await fs.stop()
+    assert [(i["name"], i["size"]) for i in reader.list("/w/b")] == [("a", 7)]
+    assert "a" not in [i["name"] for i in reader.list("/w")]
