@@ -201,7 +201,7 @@ async def run_mount(
                         nursery.start_soon(_on_signal, journal_changed)
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg.mount.read_memory)
-                        nursery.start_soon(widen_kernel_readahead, mountpoint)
+                        nursery.start_soon(widen_kernel_readahead, mountpoint, core.reads)
                         syncer = Syncer(db, layout.journal, clean)
                         core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s
                         nursery.start_soon(syncer.run)

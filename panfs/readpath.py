@@ -14,7 +14,6 @@ or speak HTTP beyond ``RangeReader``.
 from __future__ import annotations
 
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Protocol
 
 import trio
 
+from panfs import mounts
 from panfs.clean_cache import CleanCache
 
 log = logging.getLogger(__name__)
@@ -148,17 +148,21 @@ class Stream:
         return needed, []
 
 
-async def widen_kernel_readahead(mountpoint: Path, kib: int = KERNEL_READAHEAD) -> None:
-    """Let the kernel read ahead ``kib`` on the mount, so a sequential read comes as FUSE
-    reads of 1 MiB (libfuse offers the kernel 256 pages a request), not 128 KiB: 8x fewer
-    requests to serve. FUSE caps the mount's ``read_ahead_kb`` at 128 KiB when the kernel's
-    INIT is answered, so it is raised after that: a stat of the mount from a worker thread
-    returns once INIT is done (this daemon serves it). Needs root (sysfs); without it the
-    kernel's default stays, and reads are only smaller."""
+async def widen_kernel_readahead(mountpoint: Path, reads: ReadPath) -> None:
+    """Let the kernel read ahead ``KERNEL_READAHEAD`` on the mount, so a sequential read
+    comes as FUSE reads of 1 MiB (libfuse offers the kernel 256 pages a request), not
+    128 KiB: 8x fewer requests to serve. FUSE caps the mount's ``read_ahead_kb`` at 128 KiB
+    when the kernel's INIT is answered, so it is raised after that: at the first read of
+    drive bytes. The mount's device comes from /proc/self/mountinfo: this daemon never
+    looks at its own mount (a request it sends itself can deadlock it, under a debugger's
+    stop say). Needs root (sysfs); without it the kernel's default stays."""
+    entry = mounts.find(mountpoint)  # resolved by the mount command
+    if entry is None or not entry.dev:
+        return
+    await reads.first_read.wait()
+    path = Path(f"/sys/class/bdi/{entry.dev}/read_ahead_kb")
     try:
-        st = await trio.to_thread.run_sync(os.stat, mountpoint, abandon_on_cancel=True)
-        path = Path(f"/sys/class/bdi/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/read_ahead_kb")
-        await trio.to_thread.run_sync(path.write_text, f"{kib}\n")
+        await trio.to_thread.run_sync(path.write_text, f"{KERNEL_READAHEAD}\n")
     except OSError as e:
         log.info("kernel read-ahead of %s left as it is: %s", mountpoint, e)
 
@@ -189,6 +193,7 @@ class ReadPath:
         self.stores = STORES
         self._reads = 0  # reads served: a stream not read in the last IDLE is idle
         self.not_cached = 0  # bytes fetched while the cache disk lagged: not kept
+        self.first_read = trio.Event()  # set at the first read of drive bytes
 
     async def run(
         self,
@@ -225,6 +230,7 @@ class ReadPath:
         end = min(total, off + size)
         if off >= end:
             return b""
+        self.first_read.set()
         stream = self._stream(file_id)
         held = any(c.start <= off < c.end for c in stream.chunks)  # memory before disk
         if self.clean is not None and not held:
