@@ -224,9 +224,11 @@ class ReadPath:
     # -- reading -------------------------------------------------------------------------
     async def read(
         self, file_id: str, total: int, off: int, size: int, *, retry: bool = True
-    ) -> bytes:
+    ) -> bytes | memoryview:
         """The bytes [off, off+size) ∩ file, from the clean cache or the drive. A failed
-        GET is sent again once, by the read that needs its bytes."""
+        GET is sent again once, by the read that needs its bytes. A read within one chunk
+        is a view of its buffer, not a copy: valid until the caller's next checkpoint (the
+        buffer may then take another GET's bytes; pyfuse3 copies a reply out at once)."""
         end = min(total, off + size)
         if off >= end:
             return b""
@@ -258,7 +260,7 @@ class ReadPath:
                     break
                 chunk = self._start(stream, s, e, forced=False)
                 self._nursery.start_soon(self._fetch, file_id, total, chunk, stream.gets)
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         pos = off
         mine = [c for c in stream.chunks if c.end > off and c.start < end]
         for chunk in mine:
@@ -277,8 +279,7 @@ class ReadPath:
                         raise chunk.error or trio.TooSlowError("read-ahead cancelled")
                     return await self.read(file_id, total, off, size, retry=False)
                 have = chunk.start + chunk.n
-                with memoryview(chunk.buf) as view:
-                    piece = bytes(view[pos - chunk.start : min(end, have) - chunk.start])
+                piece = memoryview(chunk.buf)[pos - chunk.start : min(end, have) - chunk.start]
                 parts.append(piece)
                 pos += len(piece)
                 if have < chunk.end or pos >= end:
@@ -289,7 +290,7 @@ class ReadPath:
                 self._release(chunk)
         # chunks wholly behind this read are done with (the kernel keeps the pages it read)
         self._forget(stream, lambda c: c.end <= off and c.done.is_set())
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)  # the join copies
 
     async def fetch(self, file_id: str, total: int, off: int, length: int) -> bytes | bytearray:
         """One GET of [off, off+length) ∩ file, kept in the clean cache, pinned (a file
