@@ -180,6 +180,8 @@ class BodyFetcher:
         self._idle: dict[Host, list[_Conn]] = {}
         self._proxied: dict[Host, bool] = {}
         self.closed = False
+        self.gets = 0  # GETs sent
+        self.running = 0  # GETs whose thread may still be at work
 
     def proxied(self, url: str) -> bool:
         """An environment proxy applies to this URL (httpx would use it): not for here."""
@@ -207,6 +209,8 @@ class BodyFetcher:
             headers["User-Agent"] = self.user_agent
         conn = self._take(_host(url))
         get = _Get(conn, target, headers, start, buf, self._connect)
+        self.gets += 1
+        self.running += 1
         try:
             await trio.to_thread.run_sync(get.run, abandon_on_cancel=True, limiter=self.limiter)
         except trio.Cancelled:
@@ -218,6 +222,8 @@ class BodyFetcher:
                     await get.ended.wait()
             conn.http.close()
             raise
+        finally:
+            self.running -= 1
         if get.failure:
             conn.http.close()
             raise NetworkError(f"download: {get.failure}")
