@@ -39,6 +39,7 @@ from panfs.metadata import open_db
 from panfs.mount_options import MountOptions
 from panfs.paths import Layout
 from panfs.pending import OpenVersions
+from panfs.readpath import widen_kernel_readahead
 from panfs.registry import record_mount
 from panfs.remote import settings as remote_settings
 from panfs.remote.client import open_client
@@ -200,6 +201,7 @@ async def run_mount(
                         nursery.start_soon(_on_signal, journal_changed)
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg.mount.read_memory)
+                        nursery.start_soon(widen_kernel_readahead, mountpoint, core.reads)
                         syncer = Syncer(db, layout.journal, clean)
                         core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s
                         nursery.start_soon(syncer.run)

@@ -178,8 +178,8 @@ class Operations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=h.fh), self._attr(node)
 
     @_errors
-    async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self.core.read(fh, off, size)
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:  # type: ignore[override]
+        return await self.core.read(fh, off, size)  # pyfuse3 replies with any buffer
 
     @_errors
     async def write(self, fh: int, off: int, buf: bytes) -> int:

@@ -37,6 +37,7 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
+    dev: str = ""  # major:minor (a FUSE mount's backing device: /sys/class/bdi/<dev>)
 
     @property
     def is_panfs(self) -> bool:
@@ -77,7 +78,7 @@ def entries(mountinfo: str = "/proc/self/mountinfo") -> list[MountEntry]:
         fields, tail = left.split(), right.split()
         if len(fields) < 5 or len(tail) < 2:
             continue
-        out.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1])))
+        out.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1]), fields[2]))
     return out
 
 

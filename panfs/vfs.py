@@ -285,7 +285,7 @@ class Core:
             return node.cache_path
         return self.clean.full_path(node.file_id, node.size)
 
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         h = self.handles[fh]
         node = h.node
         if h.fd < 0 and (path := self._local_bytes(node)):
@@ -395,7 +395,7 @@ class Core:
         if path is not None:
             data = await trio.Path(path).read_bytes()
         elif node.file_id is not None and node.size:
-            data = await self.reads.read(node.file_id, node.size, 0, node.size)
+            data = bytes(await self.reads.read(node.file_id, node.size, 0, node.size))
         else:
             data = b""
         node.extra["link"] = os.fsdecode(data)

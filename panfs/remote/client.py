@@ -37,7 +37,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Mapping,
     Sequence,
 )
 from contextlib import asynccontextmanager
@@ -61,6 +60,7 @@ from panfs.errors import (
     RemoteNotFoundError,
     TransientError,
 )
+from panfs.remote.bodies import BodyFetcher, download_error
 from panfs.remote.models import (
     CreateResult,
     DownloadUrl,
@@ -73,7 +73,6 @@ from panfs.remote.models import (
 )
 from panfs.remote.responses import (
     AccessTokenError,
-    UrlExpiredError,
     classify,
     classify_oss,
 )
@@ -116,8 +115,10 @@ class OpenApiClient:
         settings: RemoteSettings,
         tokens: TokenFile,
         sleep: Callable[[float], Awaitable[None]] = trio.sleep,
+        bodies: BodyFetcher | None = None,
     ) -> None:
         self.http = http
+        self.bodies = bodies  # download bodies read in worker threads (else through httpx)
         self.settings = settings
         self.tokens = tokens
         self.sleep = sleep
@@ -679,16 +680,21 @@ class OpenApiClient:
         """Fill ``buf`` with the bytes of a download URL from ``start`` on, streamed into it
         (no list of pieces joined, no response body held); returns how many came (fewer
         only if the file ended early). Transient failures are retried; an expired URL
-        raises ``UrlExpiredError`` at once (the caller asks for a fresh one)."""
+        raises ``UrlExpiredError`` at once (the caller asks for a fresh one). The body is
+        read in a worker thread (``bodies``) unless an environment proxy applies to the URL."""
         end = start + len(buf)
+        bodies = self.bodies if self.bodies is not None and not self.bodies.proxied(url) else None
 
         async def once() -> int:
+            if bodies is not None:
+                return await bodies.get_into(url, start, buf)
             # identity: the bytes are cached and hashed as sent, never a compressed form
             headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
             try:
                 async with self.http.stream("GET", url, headers=headers) as resp:
                     if resp.status_code not in (200, 206):
-                        raise _download_error(resp.status_code, await resp.aread(), resp.headers)
+                        body = await resp.aread()
+                        raise download_error(resp.status_code, body, dict(resp.headers))
                     skip = start if resp.status_code == 200 else 0  # the whole file came
                     return await _fill(buf, resp.aiter_raw(), skip)
             except httpx.TransportError as e:
@@ -718,13 +724,6 @@ async def proof_code(token: str, rapid: RapidProof) -> str:
     start = int(hashlib.md5(token.encode()).hexdigest()[:16], 16) % rapid.size
     data = await rapid.read_at(start, min(8, rapid.size - start))
     return base64.b64encode(data).decode()
-
-
-def _download_error(status: int, body: bytes, headers: Mapping[str, str]) -> RemoteError:
-    err = classify_oss(status, body, dict(headers))
-    if status == 403 and "expired" in err.message.lower():
-        return UrlExpiredError(err.message, status=403, code=err.code, body_start=err.body_start)
-    return err
 
 
 async def _fill(buf: bytearray, pieces: AsyncIterator[bytes], skip: int) -> int:
@@ -760,7 +759,16 @@ async def open_client(settings: RemoteSettings, state_dir: Path) -> AsyncIterato
         pool=settings.read_timeout,
     )
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=50)
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as http:
-        client = OpenApiClient(http, settings, TokenFile(state_dir))
-        await client.start()
-        yield client
+    tls = httpx.create_ssl_context()  # one context: download bodies are verified the same way
+    async with httpx.AsyncClient(
+        timeout=timeout, limits=limits, follow_redirects=False, verify=tls
+    ) as http:
+        bodies = BodyFetcher(
+            tls, settings.connect_timeout, settings.read_timeout, http.headers["user-agent"]
+        )
+        try:
+            client = OpenApiClient(http, settings, TokenFile(state_dir), bodies=bodies)
+            await client.start()
+            yield client
+        finally:
+            bodies.close()
