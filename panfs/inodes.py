@@ -8,6 +8,7 @@ the drive, or decide policy (``vfs.py`` does).
 
 from __future__ import annotations
 
+import collections
 import stat
 from dataclasses import dataclass, field
 
@@ -76,6 +77,8 @@ class InodeTable:
         self._cookie = 0
         # cache file of a local version → the node it is a version of (until it settles)
         self._versions: dict[str, Node] = {}
+        # uploads landed per drive folder (file id), node or no node in the table
+        self._landings: collections.Counter[str] = collections.Counter()
 
     def __getitem__(self, ino: int) -> Node:
         return self._nodes[ino]
@@ -115,6 +118,15 @@ class InodeTable:
         parent = self._nodes.get(node.parent)
         if parent is not None:
             parent.entries_gen += 1
+
+    def landed_in(self, folder_file_id: str) -> None:
+        """An upload of that folder landed and its job went (the journal no longer shows
+        it): a listing under way since before is stale for it, even when no node of it is
+        in the table (none was looked up since a restart)."""
+        self._landings[folder_file_id] += 1
+
+    def landings(self, folder_file_id: str) -> int:
+        return self._landings[folder_file_id]
 
     def _new_cookie(self) -> int:
         self._cookie += 1

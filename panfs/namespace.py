@@ -123,9 +123,9 @@ class Namespace:
             assert folder.children is not None
             return folder.children
         for attempt in range(LIST_TRIES):
-            gen = folder.entries_gen
+            gen = (folder.entries_gen, self.inodes.landings(folder.file_id))
             items = await self.client.list_folder(folder.file_id)
-            if folder.entries_gen == gen:
+            if (folder.entries_gen, self.inodes.landings(folder.file_id)) == gen:
                 self._merge(folder, items)
                 break
             # an entry changed while the drive answered (a rename, an upload landing): the

@@ -365,6 +365,7 @@ class Versions:
                 self.journal.remove(job.id)
 
     def _landed(self, job: Job, file_id: str) -> None:
+        self.inodes.landed_in(job.parent_file_id)  # its row goes below: listings under way
         node = self.inodes.version_owner(job.source)  # no scan of every node per upload
         if node is not None:
             self.inodes.entry_changed(node)

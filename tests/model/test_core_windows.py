@@ -136,3 +136,35 @@ async def test_rename_over_a_name_whose_rapid_create_is_in_flight(
         await fs.stop()
     assert [(i["name"], i["size"]) for i in reader.list("/w/b")] == [("a", 7)]
     assert "a" not in [i["name"] for i in reader.list("/w")]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_listing_answered_across_a_landing_keeps_the_landed_name(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """After a restart no node of ``x`` is in the table; a listing of its folder is taken
+    by the drive before x's upload lands and answered after it (its job already gone from
+    the journal): the listing is stale, and x must not vanish from it."""
+    reader = DriveReader(drive)
+    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
+    await fs.start()
+    try:
+        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+        folder = await trio.to_thread.run_sync(reader.get, "/w")
+        assert folder is not None
+        held = {"op": "put_part", "action": "delay", "ms": 1500}
+        drive.set_faults([held])
+        await fs.write("x", b"x" * 9000)
+        await fs.kill()  # x's upload resumes after the restart, its part held 1.5 s
+        late = {"parent_file_id": folder["file_id"]}
+        drive.set_faults(
+            [held, {"op": "list", "action": "answer_after", "ms": 3000, "match": late}]
+        )
+        assert await fs.listdir("") == ["x"]
+        drive.set_faults([])
+        with trio.fail_after(60):  # a hang guard, not a speed limit
+            await fs.wait_idle()
+    finally:
+        drive.set_faults([])
+        await fs.stop()
+    assert copies(reader, "/w", "x") == [9000]
