@@ -20,12 +20,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Protocol, Self
 
 import yaml
 
-if TYPE_CHECKING:
-    from _drive import Drive
+
+class DriveAccount(Protocol):
+    """What a client config needs of a drive server (``_drive.Drive`` is one)."""
+
+    url: str
+    account: dict[str, Any]
+
+    def token(self) -> str: ...
+
 
 MiB = 1 << 20
 QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -143,7 +150,7 @@ def alternating(names: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
 
 def panfs_config(
     path: Path,
-    drive: Drive,
+    drive: DriveAccount,
     cache_dir: Path,
     *,
     cache: dict[str, Any] | None = None,
@@ -191,7 +198,7 @@ class PanfsMount(Closes):
 
     def __init__(
         self,
-        drive: Drive,
+        drive: DriveAccount,
         tmp: Path,
         *,
         cache: dict[str, Any] | None = None,
