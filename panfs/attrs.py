@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from panfs.metadata import transaction
+
 
 @dataclass(frozen=True)
 class Attrs:
@@ -30,7 +32,8 @@ def version_key(cache_path: str) -> str:
 
 
 class AttrStore:
-    """Sync; each write commits (the journal's connection, WAL)."""
+    """Sync; each write commits (the journal's connection, WAL); ``put`` joins a
+    transaction open on it (``metadata.transaction``)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn  # schema: panfs.metadata
@@ -42,7 +45,7 @@ class AttrStore:
         return Attrs(*row) if row else None
 
     def put(self, key: str, a: Attrs) -> None:
-        with self.conn:
+        with transaction(self.conn):  # or joins the caller's
             self.conn.execute(
                 "INSERT OR REPLACE INTO attrs VALUES (?, ?, ?, ?, ?, ?)",
                 (key, a.mode, a.uid, a.gid, a.atime_ns, a.mtime_ns),
