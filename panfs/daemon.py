@@ -200,6 +200,7 @@ async def run_mount(
                         nursery.start_soon(_on_signal, journal_changed)
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg.mount.read_memory)
+                        await nursery.start(core.versions.run)  # queues closed versions
                         syncer = Syncer(db, layout.journal, clean)
                         core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s
                         nursery.start_soon(syncer.run)
