@@ -10,7 +10,9 @@ writes in place, and a burst of saves inside the write-back delay uploads once);
 otherwise it starts as a copy of the current bytes, made in a worker thread at
 the first write, never at open and never on the trio thread. On the last close
 the version is fsynced and queued (``journal.add`` supersedes older unlanded
-versions of the name in the same transaction) with the write-back delay. When an
+versions of the name in the same transaction) with the write-back delay; while
+the mount runs ``run``, the kernel's RELEASE returns at once and ``run`` queues
+what closed in the same moment together, in close order, after one fsync hop. When an
 upload ends, a landed version's cache file becomes clean cache and a superseded
 one's goes. Must not: talk to the drive (the uploader and ``vfs.py`` do), or know
 FUSE.

@@ -332,7 +332,7 @@ def main() -> None:
             print(f"panfs vs rclone, {k}: {med['rclone'][k] / med['panfs'][k]:.2f}x faster"
                   + (" (target >= 2)" if k == "cp -r" else ""))  # fmt: skip
     else:
-        print("rclone: not installed (apt install rclone), not measured")
+        print("rclone: not measured (--no-rclone, or not installed: apt install rclone)")
     if "panfs before" in med:
         for k, v in med["panfs"].items():
             print(f"before/after, {k}: {med['panfs before'][k]:.2f} -> {v:.2f}")
