@@ -195,7 +195,7 @@ class Operations(pyfuse3.Operations):
 
     @_errors
     async def release(self, fh: int) -> None:
-        await self.core.release(fh)
+        await self.core.release(fh, grouped=True)  # close() does not wait for RELEASE
 
     @_errors
     async def opendir(self, inode: int, ctx: Any) -> int:

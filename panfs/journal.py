@@ -32,6 +32,8 @@ from typing import Literal
 
 import xxhash
 
+from panfs.metadata import transaction
+
 JobState = Literal["pending", "uploading", "done", "failed", "superseded", "interrupted"]
 ACTIVE: tuple[JobState, ...] = ("pending", "uploading")
 
@@ -213,15 +215,20 @@ class Journal:
         instead of being superseded."""
         size, mtime_ns, inode, fp = identity(source)
         now = time.time()
-        with self.conn:
-            # what set-aside versions were to retire becomes this one's (or is doomed)
-            freed = self._set_aside(parent_file_id, name, now) if set_aside else []
-            older = self.conn.execute(
-                "SELECT id, replaces_file_id FROM jobs WHERE parent_file_id = ? AND name = ?"
-                " AND state IN ('pending', 'uploading', 'interrupted', 'failed')"
+        with transaction(self.conn):  # or joins the caller's (one commit for a whole close)
+            # every unlanded version of the name, in one query: failed or interrupted ones
+            # go aside (when asked), the others are superseded
+            rows = self.conn.execute(
+                "SELECT id, name, replaces_file_id, state FROM jobs WHERE parent_file_id = ?"
+                " AND name = ? AND state IN ('pending', 'uploading', 'interrupted', 'failed')"
                 " AND landed_at IS NULL ORDER BY id",
                 (parent_file_id, name),
             ).fetchall()
+            goes_aside = [set_aside and r[3] in ("interrupted", "failed") for r in rows]
+            aside = [(r[0], r[1], r[2]) for r, a in zip(rows, goes_aside, strict=True) if a]
+            older = [(r[0], r[2]) for r, a in zip(rows, goes_aside, strict=True) if not a]
+            # what set-aside versions were to retire becomes this one's (or is doomed)
+            freed = self._put_aside(aside, now)
             if not supersede:
                 older = []
             replaces = replaces_file_id
@@ -259,8 +266,12 @@ class Journal:
                     f"UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id IN ({marks})",
                     (now, *ids),
                 )
-        job = self.get(int(cur.lastrowid or 0))
-        assert job is not None
+        # the row as inserted (the other columns start empty): no query to read it back
+        job = Job(
+            int(cur.lastrowid or 0), source, size, mtime_ns, inode, fp, parent_file_id, name,
+            remote_path, replaces, state, None, None, None, None, None, 0, None, not_before,
+            now, now,
+        )  # fmt: skip
         return job, ids
 
     def set_aside(self, parent_file_id: str, name: str) -> list[str]:
@@ -276,6 +287,11 @@ class Journal:
             " AND state IN ('interrupted', 'failed') AND landed_at IS NULL",
             (parent_file_id, name),
         ).fetchall()
+        return self._put_aside(rows, now)
+
+    def _put_aside(self, rows: list[tuple[int, str, str | None]], now: float) -> list[str]:
+        """Move these (id, name, replaces) versions to the recovery folder; what they were
+        to retire is returned."""
         self.set_aside_count += len(rows)
         for job_id, old, _ in rows:
             aside = _aside_name(job_id, old)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from panfs.metadata import transaction
 
 _COLS = (
     "cache_path, parent_file_id, name, remote_path, replaces_file_id, opened_at,"
@@ -34,10 +36,22 @@ class OpenVersion:
 
 
 class OpenVersions:
-    """Sync; each call commits (the journal's connection, WAL)."""
+    """Sync; each call commits (the journal's connection, WAL), or joins the transaction
+    open on it (``metadata.transaction``). The rows are mirrored in memory (this object is
+    their only writer while the mount runs, but for ``Journal.mark_landed``'s one column:
+    see ``landed``), so ``get`` runs no query."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn  # schema: panfs.metadata
+        self._rows = {v.cache_path: v for v in self._select()}
+
+    def _select(self) -> list[OpenVersion]:
+        rows = self.conn.execute(f"SELECT {_COLS} FROM open_versions ORDER BY opened_at").fetchall()
+        return [OpenVersion(*r) for r in rows]
+
+    def reload(self) -> None:
+        """Read the rows again (after a transaction that changed them was rolled back)."""
+        self._rows = {v.cache_path: v for v in self._select()}
 
     def add(
         self,
@@ -48,22 +62,20 @@ class OpenVersions:
         remote_path: str,
         replaces_file_id: str | None,
     ) -> None:
-        with self.conn:
+        v = OpenVersion(cache_path, parent_file_id, name, remote_path, replaces_file_id,
+                        time.time())  # fmt: skip
+        with transaction(self.conn):
             self.conn.execute(
                 "INSERT OR REPLACE INTO open_versions VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
-                (cache_path, parent_file_id, name, remote_path, replaces_file_id, time.time()),
+                (cache_path, parent_file_id, name, remote_path, replaces_file_id, v.opened_at),
             )
+        self._rows[cache_path] = v
 
     def get(self, cache_path: str) -> OpenVersion | None:
-        row = self.conn.execute(
-            f"SELECT {_COLS} FROM open_versions WHERE cache_path = ?",
-            (cache_path,),
-        ).fetchone()
-        return OpenVersion(*row) if row else None
+        return self._rows.get(cache_path)
 
     def all(self) -> list[OpenVersion]:
-        rows = self.conn.execute(f"SELECT {_COLS} FROM open_versions ORDER BY opened_at").fetchall()
-        return [OpenVersion(*r) for r in rows]
+        return sorted(self._rows.values(), key=lambda v: v.opened_at)
 
     def retarget(
         self,
@@ -73,29 +85,50 @@ class OpenVersions:
         remote_path: str,
         replaces_file_id: str | None,
     ) -> None:
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE open_versions SET parent_file_id = ?, name = ?, remote_path = ?,"
                 " replaces_file_id = COALESCE(?, replaces_file_id) WHERE cache_path = ?",
                 (parent_file_id, name, remote_path, replaces_file_id, cache_path),
             )
+        v = self._rows.get(cache_path)
+        if v is not None:
+            self._rows[cache_path] = replace(
+                v, parent_file_id=parent_file_id, name=name, remote_path=remote_path,
+                replaces_file_id=replaces_file_id or v.replaces_file_id,
+            )  # fmt: skip
 
     def mark_flushed(self, cache_path: str, size: int, mtime_ns: int) -> None:
         """Its last writer called close() (FLUSH) with the file in this state."""
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE open_versions SET flushed_size = ?, flushed_mtime_ns = ?"
                 " WHERE cache_path = ?",
                 (size, mtime_ns, cache_path),
             )
+        v = self._rows.get(cache_path)
+        if v is not None:
+            self._rows[cache_path] = replace(v, flushed_size=size, flushed_mtime_ns=mtime_ns)
 
     def set_replaces(self, cache_path: str, file_id: str) -> None:
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute(
                 "UPDATE open_versions SET replaces_file_id = ? WHERE cache_path = ?",
                 (file_id, cache_path),
             )
+        v = self._rows.get(cache_path)
+        if v is not None:
+            self._rows[cache_path] = replace(v, replaces_file_id=file_id)
+
+    def landed(self, parent_file_id: str, name: str, file_id: str) -> None:
+        """A version of (folder, name) landed as ``file_id``: ``Journal.mark_landed`` made
+        the open versions of that name replace it in the landing's own transaction (the one
+        row written elsewhere, for a crash right after); the mirror follows."""
+        for v in list(self._rows.values()):
+            if (v.parent_file_id, v.name) == (parent_file_id, name):
+                self._rows[v.cache_path] = replace(v, replaces_file_id=file_id)
 
     def remove(self, cache_path: str) -> None:
-        with self.conn:
+        with transaction(self.conn):
             self.conn.execute("DELETE FROM open_versions WHERE cache_path = ?", (cache_path,))
+        self._rows.pop(cache_path, None)

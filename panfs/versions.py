@@ -10,7 +10,9 @@ writes in place, and a burst of saves inside the write-back delay uploads once);
 otherwise it starts as a copy of the current bytes, made in a worker thread at
 the first write, never at open and never on the trio thread. On the last close
 the version is fsynced and queued (``journal.add`` supersedes older unlanded
-versions of the name in the same transaction) with the write-back delay. When an
+versions of the name in the same transaction) with the write-back delay; while
+the mount runs ``run``, the kernel's RELEASE returns at once and ``run`` queues
+what closed in the same moment together, in close order, after one fsync hop. When an
 upload ends, a landed version's cache file becomes clean cache and a superseded
 one's goes. Must not: talk to the drive (the uploader and ``vfs.py`` do), or know
 FUSE.
@@ -22,17 +24,19 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import trio
 
-from panfs import crashpoint
-from panfs.attrs import Attrs, AttrStore, drive_key, version_key
+from panfs import crashpoint, durability
+from panfs.attrs import Attrs, AttrStore, drive_key, file_time_ns, version_key
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
 from panfs.errors import CacheFullError
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
 from panfs.journal import RECOVERED_ID, Job, Journal
+from panfs.metadata import transaction
 from panfs.pending import OpenVersions
 from panfs.uploader import Uploader
 
@@ -44,6 +48,25 @@ FetchWhole = Callable[[Node], Awaitable[str]]
 
 def _version(h: Handle) -> str | None:
     return h.version
+
+
+@dataclass
+class _Closed:
+    """A version whose last writer closed, waiting for ``Versions.run`` to queue it."""
+
+    node: Node
+    fd: int  # a descriptor of its own, closed once it is queued
+    path: str
+    done: trio.Event | None  # someone waits for it (None: the kernel's RELEASE, nobody)
+    error: Exception | None = None
+
+
+def _attach_fd(h: Handle, fd: int) -> None:
+    """From now on ``h`` writes the version open as ``fd`` (a descriptor it read the
+    previous bytes through goes)."""
+    if h.fd >= 0:
+        os.close(h.fd)
+    h.fd = fd
 
 
 class Versions:
@@ -76,6 +99,11 @@ class Versions:
         # makes every commit so far power-cut durable (the daemon's WAL sync); None: each
         # commit already is
         self.durable: Callable[[], Awaitable[None]] | None = None
+        # versions closed (their last writer's RELEASE came) waiting to be queued by ``run``
+        self._closed: list[_Closed] = []
+        self._closed_came = trio.Event()
+        self._closed_many = trio.Event()
+        self._publisher = False  # ``run`` is running: the kernel's RELEASE need not wait
         uploader.on_job_end.append(self.job_ended)
 
     # -- what stands for a node ----------------------------------------------------------
@@ -122,14 +150,12 @@ class Versions:
         node = h.node
         path = node.cache_path
         if node.writers and node.version_open and path is not None:
-            pass  # another writer has this version open already: share it
+            fd = self.cache.open(path)  # another writer has this version open already: share it
         elif (path := self._reopen(node, truncating=not copy)) is not None:
-            pass  # nothing depends on the current version's bytes: write in place
+            fd = self.cache.open(path)  # nothing depends on the current version's bytes: in place
         else:
-            path = await self._new_file(node, copy=copy)
-        if h.fd >= 0:
-            os.close(h.fd)  # it read the previous bytes; from now on it writes this version
-        h.fd = self.cache.open(path)
+            path, fd = await self._new_file(node, copy=copy)
+        _attach_fd(h, fd)
         h.version = path
         node.writers += 1
 
@@ -176,27 +202,31 @@ class Versions:
         node.job_id = None
         return path
 
-    async def _new_file(self, node: Node, *, copy: bool) -> str:
-        """A new cache file for a new version: empty, or a copy of the node's current bytes
-        (downloaded first where only the drive has them), copied in a worker thread."""
+    async def _new_file(self, node: Node, *, copy: bool) -> tuple[str, int]:
+        """A new cache file for a new version, open for writing: empty, or a copy of the
+        node's current bytes (downloaded first where only the drive has them), copied in a
+        worker thread."""
         src: str | None = None
         if copy and node.size:
             src = node.cache_path
             if src is None and node.file_id is not None:
                 src = await self.fetch_whole(node)
         if src is None:
-            path = self.cache.new_file(None)
+            path, fd = self.cache.create()
         else:
             path = await trio.to_thread.run_sync(self.cache.new_file, src)
-        self._record(node, path)
-        return path
+            fd = self.cache.open(path)
+        try:
+            self._record(node, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return path, fd
 
     async def new_file_version(self, node: Node, content: bytes = b"") -> Handle:
         """``create`` (and a symbolic link): a new, empty version, written by the caller."""
         h = self.handles.add(node, -1, write=True, append=False)
-        path = await self._new_file(node, copy=False)
-        h.fd = self.cache.open(path)
-        h.version = path
+        h.version, h.fd = await self._new_file(node, copy=False)
         node.writers += 1
         node.size = 0
         if content:
@@ -213,7 +243,7 @@ class Versions:
             node.extra["write_error"] = "cache disk full"
             raise
         node.size = max(node.size, off + n)
-        node.mtime_ns = node.ctime_ns = time.time_ns()
+        node.mtime_ns = node.ctime_ns = max(node.mtime_ns, file_time_ns())
         return n
 
     async def truncate(self, h: Handle, size: int) -> None:
@@ -242,9 +272,12 @@ class Versions:
             if self.durable is not None:
                 await self.durable()
 
-    async def release(self, h: Handle) -> None:
+    async def release(self, h: Handle, *, grouped: bool = False) -> None:
         """A writer's handle goes; the last writer of a version publishes it, in the order
-        the writers of one file closed (a new writer may open the next version meanwhile)."""
+        the writers of one file closed (a new writer may open the next version meanwhile).
+        ``grouped``: nobody waits for this (the kernel's RELEASE): while ``run`` runs, the
+        version is queued by it, with the others closed in the same moment, and this
+        returns at once."""
         node = h.node
         if h.version is None:
             return
@@ -252,15 +285,77 @@ class Versions:
         if node.writers:
             return
         crashpoint.reach("release_before_publish")
+        if self._publisher:
+            # one queue, in close order (so versions of one file are queued in order), with
+            # a descriptor of its own (the handle's goes now)
+            c = _Closed(node, os.dup(h.fd), h.version, None if grouped else trio.Event())
+            self._closed.append(c)
+            self._closed_came.set()
+            if c.done is not None or len(self._closed) >= durability.GROUP:
+                self._closed_many.set()  # someone waits: now
+            if c.done is not None:
+                await c.done.wait()
+                if c.error is not None:
+                    raise c.error
+            return
         lock = self._lock(node)
         try:
             async with lock:
-                await self._publish(node, h.fd, h.version)
+                await trio.to_thread.run_sync(os.fsync, h.fd)
+                self._publish(node, h.version)
         finally:
             self._unlock_idle(node, lock)
 
-    async def _publish(self, node: Node, fd: int, path: str) -> None:
-        await trio.to_thread.run_sync(os.fsync, fd)
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Queue the versions whose last writer closed, for as long as the mount lives, so
+        that the kernel's RELEASE is answered at once (a RELEASE waiting holds one of the
+        kernel's few slots for background requests, which the writeback of the next files
+        needs), and the versions closed within ``durability.WINDOW`` of each other share
+        one fsync hop. Cancelled (unmount), it still queues every version closed before."""
+        self._publisher = True
+        task_status.started()
+        try:
+            while True:
+                await self._closed_came.wait()
+                with trio.move_on_after(durability.WINDOW):
+                    await self._closed_many.wait()
+                await self._publish_closed()
+        finally:
+            self._publisher = False
+            with trio.CancelScope(shield=True):
+                while self._closed:
+                    await self._publish_closed()
+
+    async def _publish_closed(self) -> None:
+        closed, self._closed = self._closed, []
+        self._closed_came, self._closed_many = trio.Event(), trio.Event()
+        failed = await trio.to_thread.run_sync(durability.fsync_all, [c.fd for c in closed])
+        for c in closed:
+            lock = self._lock(c.node)
+            try:
+                if c.fd in failed:
+                    raise failed[c.fd]
+                try:
+                    lock.acquire_nowait()  # no checkpoint when free (the usual case)
+                except trio.WouldBlock:
+                    await lock.acquire()  # a writer of the next version is making it
+                try:
+                    self._publish(c.node, c.path)
+                finally:
+                    lock.release()
+            except Exception as e:
+                c.error = e
+                if c.done is None:
+                    log.exception("cannot queue %s; left for the next start", c.path)
+            finally:
+                os.close(c.fd)
+                self._unlock_idle(c.node, lock)
+                if c.done is not None:
+                    c.done.set()
+
+    def _publish(self, node: Node, path: str) -> None:
+        """Its bytes are on disk (fsynced, before its job row can be: a power cut must never
+        leave a job whose file lost what it was queued with): queue it. No await."""
         v = self.open_versions.get(path)
         if not node.linked:
             self.open_versions.remove(path)
@@ -273,23 +368,30 @@ class Versions:
             return
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
-        broken = node.extra.pop("write_error", None)
+        broken = node.extra.get("write_error")
         aside = self.journal.set_aside_count
-        job, superseded = self.journal.add(
-            source=path,
-            parent_file_id=parent.file_id,
-            name=node.drive_name,
-            remote_path=self.inodes.path(node),
-            replaces_file_id=self.remote_id(node) or v.replaces_file_id,
-            state="interrupted" if broken else "pending",
-            not_before=time.time() + self.delay if self.delay > 0 else None,
-            set_aside=True,
-        )
-        crashpoint.reach("publish_after_journal")
+        try:
+            # queued, its open-version row gone, its attributes re-keyed: one commit
+            with transaction(self.journal.conn):
+                job, superseded = self.journal.add(
+                    source=path,
+                    parent_file_id=parent.file_id,
+                    name=node.drive_name,
+                    remote_path=self.inodes.path(node),
+                    replaces_file_id=self.remote_id(node) or v.replaces_file_id,
+                    state="interrupted" if broken else "pending",
+                    not_before=time.time() + self.delay if self.delay > 0 else None,
+                    set_aside=True,
+                )
+                crashpoint.reach("publish_after_journal")
+                self.open_versions.remove(path)
+                self.save_attrs(node, version_key(path))
+        except BaseException:
+            self.open_versions.reload()  # the rows as the rolled-back transaction left them
+            raise
+        node.extra.pop("write_error", None)
         if self.journal.set_aside_count != aside:
             self.on_aside()
-        self.open_versions.remove(path)
-        self.save_attrs(node, version_key(path))
         node.job_id = job.id
         log.debug("queued job %d %s replaces %s, superseding %s", job.id, job.remote_path,
                   job.replaces_file_id, superseded)  # fmt: skip
@@ -366,6 +468,7 @@ class Versions:
 
     def _landed(self, job: Job, file_id: str) -> None:
         self.inodes.landed_in(job.parent_file_id)  # its row goes below: listings under way
+        self.open_versions.landed(job.parent_file_id, job.name, file_id)
         node = self.inodes.version_owner(job.source)  # no scan of every node per upload
         if node is not None:
             self.inodes.entry_changed(node)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 
 import trio
 
-from panfs.attrs import AttrStore
+from panfs.attrs import AttrStore, file_time_ns
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
 from panfs.errors import (
@@ -210,7 +210,7 @@ class Core:
         return h, self.remember(node)
 
     def _new_node(self, parent: Node, name: str, mode: int, uid: int, gid: int) -> Node:
-        now = time.time_ns()
+        now = file_time_ns()  # the kernel's clock: see attrs.file_time_ns
         node = self.inodes.add(
             parent, name, False, mode=mode, uid=uid, gid=gid,
             mtime_ns=now, ctime_ns=now, atime_ns=now,
@@ -313,12 +313,13 @@ class Core:
     async def fsync(self, fh: int) -> None:
         await self.versions.fsync(self.handles[fh])
 
-    async def release(self, fh: int) -> None:
+    async def release(self, fh: int, *, grouped: bool = False) -> None:
+        """``grouped``: the kernel's RELEASE, which nobody waits for (see Versions.release)."""
         h = self.handles.pop(fh)
         node = h.node
         try:
             if h.write:
-                await self.versions.release(h)
+                await self.versions.release(h, grouped=grouped)
         finally:
             Handles.close_fd(h)
             self.inodes.release_handle(node)

@@ -13,6 +13,8 @@ getDownloadUrl and *.
 ``--baseline-code DIR``: also run the panfs rounds with the daemon from another source tree
 (e.g. `git archive` of an older commit), for before/after figures in the same run.
 ``--profile FILE``: record the daemon with py-spy during the first cp -r (collapsed stacks).
+``--no-rclone`` leaves rclone out; ``--cp-only`` measures `cp -r` (and until on the drive) alone,
+for quick rounds while changing the write path.
 Needs root and /dev/fuse.
 
     .venv/bin/python scripts/bench/smallfiles.py [--files 2000] [--rounds 3]
@@ -143,7 +145,13 @@ def completes(drive: Drive) -> int:
 
 
 def panfs_round(
-    drive: Drive, tmp: Path, src: Path, n: int, code: str | None, profile: str | None
+    drive: Drive,
+    tmp: Path,
+    src: Path,
+    n: int,
+    code: str | None,
+    profile: str | None,
+    cp_only: bool = False,
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     with PanfsMount(drive, tmp, upload={"rapid_upload": False}, code=code) as m:
@@ -163,6 +171,9 @@ def panfs_round(
             stop(spy, wait=60, sig=signal.SIGINT)  # py-spy writes its profile and exits
         wait_until(lambda: completes(drive) - before >= n)
         out["cp -r: until all on the drive"] = time.perf_counter() - t0
+        if cp_only:
+            out["peak RSS MiB"] = m.rss() / MiB
+            return out
         before = completes(drive)
         t0 = time.perf_counter()
         out["rsync -a"] = run("rsync", "-a", str(src) + "/", str(m.mnt / "rs"))
@@ -195,7 +206,9 @@ def passthrough_round(tmp: Path, src: Path) -> float:
         shutil.rmtree(back, ignore_errors=True)
 
 
-def rclone_round(rclone: str, tmp: Path, src: Path, n: int) -> dict[str, float]:
+def rclone_round(
+    rclone: str, tmp: Path, src: Path, n: int, cp_only: bool = False
+) -> dict[str, float]:
     served = tmp / "rc-remote"
     shutil.rmtree(served, ignore_errors=True)
     served.mkdir()
@@ -211,6 +224,9 @@ def rclone_round(rclone: str, tmp: Path, src: Path, n: int) -> dict[str, float]:
             out["cp -r"] = run("cp", "-r", str(src), str(rc.mnt / "cp"))
             wait_until(lambda: uploaded("cp"))
             out["cp -r: until all on the drive"] = time.perf_counter() - t0
+            if cp_only:
+                out["peak RSS MiB"] = rc.rss() / MiB
+                return out
             t0 = time.perf_counter()
             out["rsync -a"] = run("rsync", "-a", str(src) + "/", str(rc.mnt / "rs"))
             wait_until(lambda: uploaded("rs"))
@@ -260,8 +276,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--baseline-code", default=None)
     ap.add_argument("--profile", default=None)
+    ap.add_argument("--no-rclone", action="store_true")
+    ap.add_argument("--cp-only", action="store_true")
     a = ap.parse_args()
-    rclone = shutil.which("rclone")
+    rclone = None if a.no_rclone else shutil.which("rclone")
     results: dict[str, dict[str, list[float]]] = {}
 
     def note(who: str, figures: dict[str, float]) -> None:
@@ -287,13 +305,13 @@ def main() -> None:
                     note("pass-through", {"cp -r": passthrough_round(tmp, src)})
                 elif which == "panfs":
                     prof = a.profile if r == 0 else None
-                    note("panfs", panfs_round(drive, tmp, src, a.files, None, prof))
+                    note("panfs", panfs_round(drive, tmp, src, a.files, None, prof, a.cp_only))
                 elif which == "before":
                     note("panfs before", panfs_round(drive, tmp, src, a.files,
-                                                     a.baseline_code, None))  # fmt: skip
+                                                     a.baseline_code, None, a.cp_only))  # fmt: skip
                 else:
                     assert rclone is not None
-                    note("rclone", rclone_round(rclone, tmp, src, a.files))
+                    note("rclone", rclone_round(rclone, tmp, src, a.files, a.cp_only))
         finally:
             drive.close()
     print(f"machine load at the end: {os.getloadavg()[0]:.2f} (1 min average, 2 cores shared)")
@@ -309,10 +327,12 @@ def main() -> None:
     if "rclone" in med:
         for k in ("cp -r", "cp -r: until all on the drive", "rsync -a",
                   "rsync -a again, nothing changed"):  # fmt: skip
+            if k not in med["rclone"]:
+                continue
             print(f"panfs vs rclone, {k}: {med['rclone'][k] / med['panfs'][k]:.2f}x faster"
                   + (" (target >= 2)" if k == "cp -r" else ""))  # fmt: skip
     else:
-        print("rclone: not installed (apt install rclone), not measured")
+        print("rclone: not measured (--no-rclone, or not installed: apt install rclone)")
     if "panfs before" in med:
         for k, v in med["panfs"].items():
             print(f"before/after, {k}: {med['panfs before'][k]:.2f} -> {v:.2f}")
