@@ -61,7 +61,8 @@ def test_status_watch_draws_bars_on_a_terminal(mount: Callable[..., Mounted]) ->
     master, slave = pty.openpty()
     p = subprocess.Popen(
         [*PANFS, "status", "--watch", "--config", str(m.config)],
-        stdin=slave, stdout=slave, stderr=slave, env=dict(os.environ, COLUMNS="120"),
+        stdin=slave, stdout=slave, stderr=slave,
+        env=dict(os.environ, COLUMNS="120", PYTHONFAULTHANDLER="1"),
     )  # fmt: skip
     os.close(slave)
     try:
@@ -72,7 +73,11 @@ def test_status_watch_draws_bars_on_a_terminal(mount: Callable[..., Mounted]) ->
                 break
         p.send_signal(signal.SIGINT)
         screen += _read_for(master, 1.0).decode(errors="replace")
-        assert p.wait(60) == 0  # a hang guard: a loaded machine may take a while
+        try:
+            code = p.wait(60)  # a hang guard: a loaded machine may take a while
+        except subprocess.TimeoutExpired:
+            raise AssertionError(_hang_report(p)) from None
+        assert code == 0
     finally:
         stop(p)
         os.close(master)
@@ -213,12 +218,36 @@ def _on_its_way(text: str) -> bool:
                for ln in text.splitlines())  # fmt: skip
 
 
+def _hang_report(p: subprocess.Popen[bytes]) -> str:
+    """Why a watch did not end at Ctrl-C: its signal masks and state, then its stack
+    (faulthandler, enabled in the child by PYTHONFAULTHANDLER, dumps it at SIGABRT)."""
+    try:
+        status = Path(f"/proc/{p.pid}/status").read_text()
+        wchan = Path(f"/proc/{p.pid}/wchan").read_text()
+    except OSError as e:
+        status, wchan = str(e), ""
+    fields = [ln for ln in status.splitlines() if ln.startswith(("State", "Sig", "Shd"))]
+    p.send_signal(signal.SIGABRT)
+    with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
+        p.wait(10)
+    err = b""
+    with contextlib.suppress(ValueError, OSError):
+        err = p.stderr.read() if p.stderr is not None else b""
+    return (
+        "status --watch ignored SIGINT: "
+        + "; ".join(fields)
+        + f"; wchan {wchan}\n"
+        + (err.decode(errors="replace")[-4000:])
+    )
+
+
 def test_status_watch_prints_plain_lines_when_piped(mount: Callable[..., Mounted]) -> None:
     m = mount(upload={"part_size": "256KiB"})
     # the drive refuses every part until the watch has shown the file on its way
     m.drive.set_faults([{"op": "put_part", "action": "status", "status": 503, "body": "busy"}])
     p = subprocess.Popen([*PANFS, "status", "--watch", "--config", str(m.config)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, PYTHONFAULTHANDLER="1"))  # fmt: skip
     try:
         (m.path / "w.bin").write_bytes(os.urandom(4 << 20))
         text = _read_until(p, _on_its_way, "a line with the file on its way")
@@ -227,7 +256,10 @@ def test_status_watch_prints_plain_lines_when_piped(mount: Callable[..., Mounted
         finished = re.compile(r'^\d\d:\d\d:\d\d finished +"/w\.bin"$', re.M)
         text += _read_until(p, lambda t: finished.search(t) is not None, "finished")
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)  # a hang guard, not a speed limit
+        try:
+            out, err = p.communicate(timeout=60)  # a hang guard, not a speed limit
+        except subprocess.TimeoutExpired:
+            raise AssertionError(_hang_report(p)) from None
     finally:
         stop(p)
     text += out.decode()
