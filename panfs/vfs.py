@@ -32,6 +32,7 @@ from panfs.errors import (
     NotDirError,
     NotEmptyError,
     RemoteError,
+    RemoteExistsError,
     RemoteNotFoundError,
     UnsupportedError,
 )
@@ -158,6 +159,24 @@ class Core:
         self.ns.touch_dir(parent)
         self.versions.save_attrs(node)
         return self.remember(node)
+
+    async def _move(
+        self, file_id: str, src_parent: Node, dst_parent: Node, name: str, mode: str
+    ) -> None:
+        assert dst_parent.file_id is not None
+        if dst_parent is not src_parent:
+            await self.client.move(file_id, dst_parent.file_id, new_name=name, check_name_mode=mode)
+        else:
+            await self.client.rename(file_id, name, check_name_mode=mode)
+
+    async def _held_by_dead(self, folder: Node, name: str, moving: str) -> bool:
+        """Is ``name`` in ``folder`` held on the drive only by files of ours that must go
+        (doomed, or a superseded version's), which listings hide?"""
+        assert folder.file_id is not None
+        items = await self.client.list_folder(folder.file_id)
+        clash = [i.file_id for i in items if i.name == name and i.file_id != moving]
+        hidden = self.journal.hidden_file_ids(folder.file_id)
+        return bool(clash) and all(f in hidden or self.journal.is_dead(f) for f in clash)
 
     async def _clear_transit(self, parent_id: str, name: str) -> bool:
         """A landed upload's file may still stand under the name it was created with, on
@@ -544,12 +563,14 @@ class Core:
                   file_id, [j.id for j in self.journal.name_jobs(src_parent.file_id,
                                                                   node.drive_name)])  # fmt: skip
         if file_id is not None and (dst_parent is not src_parent or new_drive != node.drive_name):
-            if dst_parent is not src_parent:
-                await self.client.move(
-                    file_id, dst_parent.file_id, new_name=new_drive, check_name_mode=mode
-                )
-            else:
-                await self.client.rename(file_id, new_drive, check_name_mode=mode)
+            try:
+                await self._move(file_id, src_parent, dst_parent, new_drive, mode)
+            except RemoteExistsError:
+                if mode == "ignore" or not await self._held_by_dead(dst_parent, new_drive, file_id):
+                    raise
+                # a file of ours no name shows any more (doomed: a complete that landed it
+                # late, trashed again soon) holds the name on the drive: share it
+                await self._move(file_id, src_parent, dst_parent, new_drive, "ignore")
         # the journal follows, in one step with the kernel's view (no await from here)
         jobs = self.journal.name_jobs(src_parent.file_id, node.drive_name)
         remote = self.ns.remote_path(dst_parent, new_drive)

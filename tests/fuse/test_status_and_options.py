@@ -61,7 +61,7 @@ def test_status_watch_draws_bars_on_a_terminal(mount: Callable[..., Mounted]) ->
     master, slave = pty.openpty()
     p = subprocess.Popen(
         [*PANFS, "status", "--watch", "--config", str(m.config)],
-        stdin=slave, stdout=slave, stderr=slave,
+        stdin=slave, stdout=slave, stderr=slave, preexec_fn=_ctrl_c_ends_it,
         env=dict(os.environ, COLUMNS="120", PYTHONFAULTHANDLER="1"),
     )  # fmt: skip
     os.close(slave)
@@ -218,6 +218,12 @@ def _on_its_way(text: str) -> bool:
                for ln in text.splitlines())  # fmt: skip
 
 
+def _ctrl_c_ends_it() -> None:
+    """In the child: SIGINT as a terminal's foreground job gets it, whatever the runner's
+    (a suite started in the background of a shell ignores SIGINT, and children inherit it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _hang_report(p: subprocess.Popen[bytes]) -> str:
     """Why a watch did not end at Ctrl-C: its signal masks and state, then its stack
     (faulthandler, enabled in the child by PYTHONFAULTHANDLER, dumps it at SIGABRT)."""
@@ -247,6 +253,7 @@ def test_status_watch_prints_plain_lines_when_piped(mount: Callable[..., Mounted
     m.drive.set_faults([{"op": "put_part", "action": "status", "status": 503, "body": "busy"}])
     p = subprocess.Popen([*PANFS, "status", "--watch", "--config", str(m.config)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=_ctrl_c_ends_it,
                          env=dict(os.environ, PYTHONFAULTHANDLER="1"))  # fmt: skip
     try:
         (m.path / "w.bin").write_bytes(os.urandom(4 << 20))
