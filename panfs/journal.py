@@ -426,12 +426,14 @@ class Journal:
     def hidden_file_ids(self, parent_file_id: str) -> set[str]:
         """Drive files a listing of ``parent_file_id`` must not show: doomed ones, those of
         superseded versions (one may complete just before its session notices), and those
-        of versions not yet at their final name (created under an earlier name or folder)."""
+        of versions not yet at their final name (created under an earlier name or folder),
+        in whatever folder the drive shows them: a move of one whose answer was lost (a
+        stop, a kill) left it in the new folder under its old name, which the journal
+        still records as where it was created."""
         rows = self.conn.execute(
-            "SELECT file_id FROM jobs WHERE file_id IS NOT NULL AND created_parent = ?"
+            "SELECT file_id FROM jobs WHERE file_id IS NOT NULL"
             " AND (state = 'superseded' OR parent_file_id != created_parent"
-            "      OR name != created_name)",
-            (parent_file_id,),
+            "      OR name != created_name)"
         ).fetchall()
         hidden = {r[0] for r in rows}
         hidden.update(self.doomed())
