@@ -75,3 +75,21 @@ def test_a_superseded_version_whose_create_answer_was_lost_keeps_umount_waiting(
         assert not j.busy()
     finally:
         db.close()
+
+
+def test_a_file_on_its_way_to_its_name_is_hidden_in_any_folder(tmp_path: Path) -> None:
+    """Created as /x, renamed to /c/b: the move of its post-steps may land (its answer lost
+    to a stop) and leave it as /c/x; no listing, of / or of c, may show it by that name."""
+    db = open_db(tmp_path / "j.db")
+    try:
+        j = jr.Journal(db)
+        job = _job(j, tmp_path, "x")
+        j.start_session(job.id, file_id="F", upload_id="U", part_size=1 << 20,
+                        parent_file_id="root", name="x")  # fmt: skip
+        j.retarget(job.id, parent_file_id="C", name="b", remote_path="/c/b")
+        assert "F" in j.hidden_file_ids("root")
+        assert "F" in j.hidden_file_ids("C")
+        j.note_file(job.id, "F", "C", "b")  # at its name now
+        assert "F" not in j.hidden_file_ids("C")
+    finally:
+        db.close()
