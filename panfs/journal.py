@@ -423,8 +423,8 @@ class Journal:
         return job.file_id
 
     # -- what listings may show -----------------------------------------------------------
-    def hidden_file_ids(self, parent_file_id: str) -> set[str]:
-        """Drive files a listing of ``parent_file_id`` must not show: doomed ones, those of
+    def hidden_file_ids(self) -> set[str]:
+        """Drive files no listing may show: doomed ones, those of
         superseded versions (one may complete just before its session notices), and those
         of versions not yet at their final name (created under an earlier name or folder),
         in whatever folder the drive shows them: a move of one whose answer was lost (a
@@ -583,7 +583,7 @@ class Journal:
             self.conn.execute(
                 "UPDATE jobs SET file_id = ?, upload_id = ?, part_size = ?, created_parent = ?,"
                 " created_name = ?, sent_bytes = 0, state = 'uploading', rapid_at = NULL,"
-                " updated_at = ?"
+                " completing_at = NULL, updated_at = ?"
                 " WHERE id = ? AND state != 'superseded'",
                 (file_id, upload_id, part_size, parent_file_id, name, time.time(), job_id),
             )

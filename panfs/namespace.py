@@ -193,7 +193,7 @@ class Namespace:
         if folder.children is None:
             folder.children = {}
         assert folder.file_id is not None
-        hidden = self.journal.hidden_file_ids(folder.file_id)
+        hidden = self.journal.hidden_file_ids()
         lost = self.journal.lost_creates(folder.file_id)
         known = self.journal.file_ids() if lost else set()
         groups: dict[str, list[RemoteFile]] = {}

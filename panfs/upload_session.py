@@ -666,9 +666,9 @@ class UploadSession:
             job.file_id, job.upload_id, before_send=self._completing
         )
         crashpoint.reach("after_complete")
-        self.journal.note_completing(self.job_id, sent=False)
         latest = self.journal.get(self.job_id)
         if latest is None or latest.state == "superseded":
+            self.journal.note_completing(self.job_id, sent=False)  # answered: trashed once
             # superseded while complete was in flight: this version must not stay visible
             # (doomed first, so a crash before the trash is finished by the reaper)
             await self._trash(job.file_id, "superseded while its complete was in flight")

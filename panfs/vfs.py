@@ -170,13 +170,12 @@ class Core:
             await self.client.rename(file_id, name, check_name_mode=mode)
 
     async def _held_by_dead(self, folder: Node, name: str, moving: str) -> bool:
-        """Is ``name`` in ``folder`` held on the drive only by files of ours that must go
-        (doomed, or a superseded version's), which listings hide?"""
+        """Is ``name`` in ``folder`` held on the drive only by files of ours that listings
+        hide (doomed, a superseded version's, one on its way to another name)?"""
         assert folder.file_id is not None
         items = await self.client.list_folder(folder.file_id)
-        clash = [i.file_id for i in items if i.name == name and i.file_id != moving]
-        hidden = self.journal.hidden_file_ids(folder.file_id)
-        return bool(clash) and all(f in hidden or self.journal.is_dead(f) for f in clash)
+        clash = {i.file_id for i in items if i.name == name and i.file_id != moving}
+        return bool(clash) and clash <= self.journal.hidden_file_ids()
 
     async def _clear_transit(self, parent_id: str, name: str) -> bool:
         """A landed upload's file may still stand under the name it was created with, on

@@ -87,9 +87,8 @@ def test_a_file_on_its_way_to_its_name_is_hidden_in_any_folder(tmp_path: Path) -
         j.start_session(job.id, file_id="F", upload_id="U", part_size=1 << 20,
                         parent_file_id="root", name="x")  # fmt: skip
         j.retarget(job.id, parent_file_id="C", name="b", remote_path="/c/b")
-        assert "F" in j.hidden_file_ids("root")
-        assert "F" in j.hidden_file_ids("C")
+        assert "F" in j.hidden_file_ids()  # in / as x, or in c as x after the move
         j.note_file(job.id, "F", "C", "b")  # at its name now
-        assert "F" not in j.hidden_file_ids("C")
+        assert "F" not in j.hidden_file_ids()
     finally:
         db.close()
