@@ -1,12 +1,14 @@
 """Windows between a landing and a crash that the random sequences met, held open on
 purpose: the server delays one request long enough for the other step to happen inside
 it, then the core is dropped like a SIGKILL. The drive itself is checked afterwards (one
-copy per name, the last closed bytes)."""
+copy per name, the last closed bytes). Each runs against the default server and the
+strict profile (every reading the protocol leaves open taken the hard way)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,38 @@ from tests.support.drive import DriveReader, DriveServer
 NO_DELAY = {"upload": {"delay": 0.0}}
 
 
+@pytest.fixture(params=[(), ("--profile", "strict")], ids=["default", "strict"])
+def drive(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DriveServer]:
+    server = DriveServer(tmp_path / "drive", *request.param)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 def copies(reader: DriveReader, folder: str, name: str) -> list[int]:
     return [i["size"] for i in reader.list(folder) if i["name"] == name]
+
+
+@contextlib.asynccontextmanager
+async def core_in_w(drive: DriveServer, tmp_path: Path) -> AsyncIterator[CoreFS]:
+    """A core with no write-back delay working in a fresh drive folder ``/w``; stopped,
+    and the server's faults cleared, however the test ends."""
+    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
+    await fs.start()
+    try:
+        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+        yield fs
+    finally:
+        drive.set_faults([])
+        await fs.stop()
+
+
+async def settle(fs: CoreFS, drive: DriveServer) -> None:
+    """Faults off, then every upload and cleanup done (what ``umount --wait`` waits for)."""
+    drive.set_faults([])
+    with trio.fail_after(120):  # a hang guard, not a speed limit
+        await fs.wait_idle()
 
 
 # the landing's steps run unawaited when the core is dropped (a SIGKILL in process)
@@ -33,10 +65,7 @@ async def test_version_landing_while_a_newer_one_is_open_then_a_crash_leaves_one
     Recovery queues v3 from its open row: it must replace v2 (what the name held when v2
     landed), not v1 (what it held when v3 was opened), or v2 stays beside it."""
     reader = DriveReader(drive)
-    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
-    await fs.start()
-    try:
-        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+    async with core_in_w(drive, tmp_path) as fs:
         await fs.write("y", b"1" * 1000)
         await fs.wait_idle()
         drive.set_faults(
@@ -60,12 +89,7 @@ async def test_version_landing_while_a_newer_one_is_open_then_a_crash_leaves_one
         await fs._call(fs.core.flush(fh))  # close() returned: v3 must not be lost
         await poll(lambda: v2(landed=True))  # v2 is the name now; v1's trash in flight
         await fs.kill()  # before RELEASE: recovery queues v3 from its open row
-        drive.set_faults([])
-        with trio.fail_after(60):  # a hang guard, not a speed limit
-            await fs.wait_idle()
-    finally:
-        drive.set_faults([])
-        await fs.stop()
+        await settle(fs, drive)
     assert copies(reader, "/w", "y") == [3000]
     assert reader.read("/w/y") == b"3" * 3000
 
@@ -86,10 +110,7 @@ async def test_superseded_empty_create_in_flight_at_a_kill_is_swept(
     after the restart. The superseded version must survive the restart until the reaper
     has looked for that file and trashed it: the drive ends with the renamed file only."""
     reader = DriveReader(drive)
-    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
-    await fs.start()
-    try:
-        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+    async with core_in_w(drive, tmp_path) as fs:
         # the drive makes the file at once but answers late: the kill loses the answer
         drive.set_faults([{"op": "create", "action": "answer_after", "ms": 1500}])
         await fs.write("a", b"")
@@ -101,11 +122,7 @@ async def test_superseded_empty_create_in_flight_at_a_kill_is_swept(
         # made on the drive, its answer not sent yet
         await poll(lambda: copies(reader, "/w", "a") == [0], thread=True)
         await fs.kill()  # the create's answer is lost
-        with trio.fail_after(120):  # a hang guard, not a speed limit
-            await fs.wait_idle()
-    finally:
-        drive.set_faults([])
-        await fs.stop()
+        await settle(fs, drive)
     assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("x", 50)]
 
 
@@ -116,10 +133,7 @@ async def test_rename_over_a_name_whose_rapid_create_is_in_flight(
     is renamed over that name. The drive already holds the new empty file there: the
     rename must not fail with EEXIST, and the empty version, abandoned, must not stay."""
     reader = DriveReader(drive)
-    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
-    await fs.start()
-    try:
-        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+    async with core_in_w(drive, tmp_path) as fs:
         await fs.mkdir("b")
         await fs.write("a", b"7" * 7)
         await fs.wait_idle()
@@ -127,13 +141,8 @@ async def test_rename_over_a_name_whose_rapid_create_is_in_flight(
         await fs.write("b/a", b"")
         await poll(lambda: copies(reader, "/w/b", "a") == [0], thread=True)  # made, unanswered
         await fs.rename("a", "b/a")
-        drive.set_faults([])
-        with trio.fail_after(120):  # a hang guard, not a speed limit
-            await fs.wait_idle()
+        await settle(fs, drive)
         assert await fs.read("b/a") == b"7" * 7
-    finally:
-        drive.set_faults([])
-        await fs.stop()
     assert [(i["name"], i["size"]) for i in reader.list("/w/b")] == [("a", 7)]
     assert "a" not in [i["name"] for i in reader.list("/w")]
 
@@ -146,10 +155,7 @@ async def test_a_listing_answered_across_a_landing_keeps_the_landed_name(
     by the drive before x's upload lands and answered after it (its job already gone from
     the journal): the listing is stale, and x must not vanish from it."""
     reader = DriveReader(drive)
-    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
-    await fs.start()
-    try:
-        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+    async with core_in_w(drive, tmp_path) as fs:
         folder = await trio.to_thread.run_sync(reader.get, "/w")
         assert folder is not None
         held = {"op": "put_part", "action": "delay", "ms": 1500}
@@ -161,10 +167,26 @@ async def test_a_listing_answered_across_a_landing_keeps_the_landed_name(
             [held, {"op": "list", "action": "answer_after", "ms": 3000, "match": late}]
         )
         assert await fs.listdir("") == ["x"]
-        drive.set_faults([])
-        with trio.fail_after(60):  # a hang guard, not a speed limit
-            await fs.wait_idle()
-    finally:
-        drive.set_faults([])
-        await fs.stop()
+        await settle(fs, drive)
     assert copies(reader, "/w", "x") == [9000]
+
+
+async def test_rename_over_a_name_held_only_by_a_doomed_file(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``y`` is removed while the drive refuses every trash: its file stays on the drive,
+    doomed and hidden, until a trash goes through. A file renamed to ``y`` meanwhile must
+    not fail with EEXIST (the name is ours to share), and ``y`` ends as that file alone."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        await fs.write("y", b"1" * 1000)
+        await fs.write("x", b"2" * 2000)
+        await settle(fs, drive)
+        drive.set_faults([{"op": "trash", "action": "status", "status": 500, "body": "busy"}])
+        await fs.unlink("y")
+        assert copies(reader, "/w", "y") == [1000]  # still there: the trash was refused
+        await fs.rename("x", "y")
+        assert await fs.read("y") == b"2" * 2000
+        await settle(fs, drive)
+    assert copies(reader, "/w", "y") == [2000]
+    assert copies(reader, "/w", "x") == []
