@@ -8,8 +8,6 @@ a thread left behind keeps the test until its timeout). Counts, never time."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -19,21 +17,13 @@ from panfs.errors import PermanentError
 from panfs.reader import RangeReader
 from panfs.readpath import CHUNK, ReadPath
 from panfs.remote.bodies import BodyFetcher
-from panfs.remote.client import OpenApiClient, open_client
+from panfs.remote.client import OpenApiClient
 from panfs.remote.responses import UrlExpiredError
-from tests.support.core import client_settings
+from tests.support.core import test_client
 from tests.support.drive import DriveServer
 
 KiB, MiB = 1 << 10, 1 << 20
 HOUR_MS = 3_600_000
-
-
-@asynccontextmanager
-async def _client(drive: DriveServer, tmp_path: Path) -> AsyncIterator[OpenApiClient]:
-    async with open_client(
-        client_settings(drive, tmp_path / "cache"), tmp_path / "state"
-    ) as client:
-        yield client
 
 
 def _bodies(client: OpenApiClient) -> BodyFetcher:
@@ -58,7 +48,7 @@ async def test_bytes_equal_the_source_across_chunk_boundaries(
     drive: DriveServer, tmp_path: Path
 ) -> None:
     data = random.Random(5).randbytes(2 * CHUNK + 12345)
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         fid = await _upload(client, "b.bin", data)
         rp = ReadPath(RangeReader(client), None, memory=3 * CHUNK)
         got = bytearray()
@@ -77,7 +67,7 @@ async def test_failures_are_classified_and_retried_as_before(
     drive: DriveServer, tmp_path: Path
 ) -> None:
     data = random.Random(6).randbytes(MiB + 7)
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         fid = await _upload(client, "f.bin", data)
         url = (await client.get_download_url(fid)).url
         # a 5xx and a dropped connection are transient: retried until the bytes come
@@ -122,7 +112,7 @@ async def test_a_cancelled_get_ends_its_thread_before_the_cancel_returns(
     drive: DriveServer, tmp_path: Path
 ) -> None:
     data = random.Random(7).randbytes(MiB)
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         fid = await _upload(client, "c.bin", data)
         url = (await client.get_download_url(fid)).url
         bodies = _bodies(client)
@@ -144,7 +134,7 @@ async def test_unmount_cancels_read_ahead_held_in_threads(
     drive: DriveServer, tmp_path: Path
 ) -> None:
     data = random.Random(8).randbytes(3 * CHUNK)
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         fid = await _upload(client, "u.bin", data)
         bodies = _bodies(client)
         rp = ReadPath(RangeReader(client), None)

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
 
 from panfs.errors import NoDownloadUrl, TransientError
-from panfs.remote.client import OpenApiClient, open_client
-from tests.support.core import client_settings
+from panfs.remote.client import OpenApiClient
+from tests.support.core import test_client
 from tests.support.drive import DriveServer
 
 KiB = 1 << 10
-
-
-@asynccontextmanager
-async def _client(drive: DriveServer, tmp_path: Path) -> AsyncIterator[OpenApiClient]:
-    async with open_client(
-        client_settings(drive, tmp_path / "cache"), tmp_path / "state"
-    ) as client:
-        yield client
 
 
 async def _upload(client: OpenApiClient, parent: str, name: str, data: bytes) -> str:
@@ -55,7 +45,7 @@ def _json_fault(op: str, status: int, body: str, **more: object) -> dict[str, ob
 async def test_a_burst_stays_under_the_official_limits(drive: DriveServer, tmp_path: Path) -> None:
     """Lists (4/s), download URLs (1/s) and other calls (15/s shared) at once from many
     tasks: the server, at its default official limits, never answers 429."""
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         fid = await _upload(client, "root", "x.bin", b"x" * 1000)
         drive.reset_stats()
 
@@ -73,7 +63,7 @@ async def test_a_burst_stays_under_the_official_limits(drive: DriveServer, tmp_p
 
 async def test_429_waits_however_often_it_comes(drive: DriveServer, tmp_path: Path) -> None:
     """Seven 429s in a row (more than the call's attempts): the call waits them out."""
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         drive.set_faults(
             [
                 _json_fault(
@@ -101,7 +91,7 @@ async def test_429_waits_however_often_it_comes(drive: DriveServer, tmp_path: Pa
 async def test_any_5xx_is_transient(
     drive: DriveServer, tmp_path: Path, body: str, content_type: str
 ) -> None:
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         drive.set_faults(
             [
                 {
@@ -133,7 +123,7 @@ async def test_any_5xx_is_transient(
 async def test_lost_answers_to_namespace_calls_converge(drive: DriveServer, tmp_path: Path) -> None:
     """mkdir, rename, move and trash whose answer is lost: the call reports the outcome,
     once, and the drive holds exactly that."""
-    async with _client(drive, tmp_path) as client:
+    async with test_client(drive, tmp_path) as client:
         for op in ("create", "update", "move", "trash"):
             drive.set_faults([{"op": op, "action": "drop_after_store", "times": 1}])
             if op == "create":
@@ -160,9 +150,7 @@ async def test_a_mkdir_whose_every_attempt_was_lost_is_ours_next_time(
 ) -> None:
     """The call failed (every answer lost) but the folder was made: the next mkdir of
     the same name gets that folder, not "File exists"."""
-    async with open_client(
-        client_settings(drive, tmp_path / "cache", api_attempts=2), tmp_path / "state"
-    ) as client:
+    async with test_client(drive, tmp_path, api_attempts=2) as client:
         drive.set_faults([{"op": "create", "action": "drop_after_store", "times": 2}])
         with pytest.raises(TransientError):
             await client.create_folder("root", "d")
@@ -175,7 +163,7 @@ async def test_a_mkdir_whose_every_attempt_was_lost_is_ours_next_time(
 async def test_move_with_a_new_name_lands_under_it(reading: str, tmp_path: Path) -> None:
     """Under either reading of ``new_name``, and with the old name taken at the target."""
     with DriveServer(tmp_path / "d", "--move-new-name", reading) as drive:
-        async with _client(drive, tmp_path) as client:
+        async with test_client(drive, tmp_path) as client:
             a = (await client.create_folder("root", "a")).file_id
             b = (await client.create_folder("root", "b")).file_id
             fid = await _upload(client, a, "x.bin", b"1" * 300)
@@ -190,7 +178,7 @@ async def test_no_download_url_is_one_clear_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with DriveServer(tmp_path / "d", "--download-url-missing", "*.livp") as drive:
-        async with _client(drive, tmp_path) as client:
+        async with test_client(drive, tmp_path) as client:
             fid = await _upload(client, "root", "p.livp", b"z" * 400)
             ok = await _upload(client, "root", "p.bin", b"z" * 400)
             with caplog.at_level(logging.WARNING, "panfs"):
@@ -212,7 +200,7 @@ async def test_trash_of_a_trashed_file_is_done_under_either_reading(
     second trash, of a file already in the recycle bin, answers 404 or
     ``ForbiddenFileInTheRecycleBin`` depending on the reading; both count as done."""
     with DriveServer(tmp_path / "d", "--trash-trashed", reading) as drive:
-        async with _client(drive, tmp_path) as client:
+        async with test_client(drive, tmp_path) as client:
             fid = await _upload(client, "root", "x.bin", b"x" * 1000)
             await client.trash(fid)
             await client.trash(fid)

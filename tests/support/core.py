@@ -34,7 +34,7 @@ from panfs.metadata import open_db
 from panfs.paths import Layout
 from panfs.pending import OpenVersions
 from panfs.remote import settings as remote_settings
-from panfs.remote.client import open_client
+from panfs.remote.client import OpenApiClient, open_client
 from panfs.remote.settings import RemoteSettings
 from panfs.uploader import Uploader, UploadSettings, open_uploader
 from panfs.vfs import Core
@@ -66,6 +66,20 @@ def client_settings(drive: DriveServer, cache_dir: Path, **over: Any) -> RemoteS
     ``over`` replaces fields (``api_attempts=2``)."""
     cfg = panfs_config.from_mapping(drive.client_config(cache_dir, **test_sections()))
     return dataclasses.replace(remote_settings.from_config(cfg), **over)
+
+
+@contextlib.asynccontextmanager
+async def test_client(
+    drive: DriveServer, tmp_path: Path, **over: Any
+) -> AsyncIterator[OpenApiClient]:
+    """A client of ``drive`` as a mount would open it (``client_settings``; ``over``
+    replaces fields), its state under ``tmp_path``."""
+    settings = client_settings(drive, tmp_path / "cache", **over)
+    async with open_client(settings, tmp_path / "state") as client:
+        yield client
+
+
+test_client.__test__ = False  # type: ignore[attr-defined]  # not a test, despite the name
 
 
 @dataclass
