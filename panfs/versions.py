@@ -454,10 +454,11 @@ class Versions:
         if job.state == "done" and job.file_id:
             self._landed(job, job.file_id)
             self.inodes.settle_version(job.source)
-        elif job.state == "superseded" and job.rapid_at is not None and not job.file_id:
-            pass  # its lost create may have made a file: the reaper's sweep looks for it by
-            # these bytes (and trashes it), then ends the version again
         elif job.state == "superseded" and not self._in_use(job.source):
+            if job.rapid_at is not None and not job.file_id:
+                # its lost create may have made a file: the reaper's sweep looks for it by
+                # these bytes (and trashes it), then ends the version again
+                return
             if self.open_versions.get(job.source) is None:
                 self.cache.remove(job.source)
                 self.attrs.drop(version_key(job.source))
