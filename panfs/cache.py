@@ -45,11 +45,11 @@ class Cache:
         if copy_from is not None and self.min_free:
             self._check_free(os.path.getsize(copy_from))
         try:
-            if copy_from is not None:
-                shutil.copyfile(copy_from, path)
-            else:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            if copy_from is None:
+                path, fd = self.create()
                 os.close(fd)
+            else:
+                shutil.copyfile(copy_from, path)
         except OSError as e:
             _raise(e, path)
         return path

@@ -143,10 +143,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN")
     try:
         yield
+        conn.commit()
     except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
+        conn.rollback()  # also when the commit failed: never left open (every later
+        raise  # block would join it and nothing would commit again)
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:

@@ -43,7 +43,8 @@ class OpenVersions:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn  # schema: panfs.metadata
-        self._rows = {v.cache_path: v for v in self._select()}
+        self._rows: dict[str, OpenVersion] = {}
+        self.reload()
 
     def _select(self) -> list[OpenVersion]:
         rows = self.conn.execute(f"SELECT {_COLS} FROM open_versions ORDER BY opened_at").fetchall()
