@@ -55,18 +55,11 @@ class _Closed:
     """A version whose last writer closed, waiting for ``Versions.run`` to queue it."""
 
     node: Node
-    fd: int  # a descriptor of its own, closed once it is queued
+    fd: int  # the last writer's descriptor, handed over; closed once it is queued
     path: str
     done: trio.Event | None  # someone waits for it (None: the kernel's RELEASE, nobody)
+    broken: str | None = None  # a write of this version failed: it is kept, not uploaded
     error: Exception | None = None
-
-
-def _attach_fd(h: Handle, fd: int) -> None:
-    """From now on ``h`` writes the version open as ``fd`` (a descriptor it read the
-    previous bytes through goes)."""
-    if h.fd >= 0:
-        os.close(h.fd)
-    h.fd = fd
 
 
 class Versions:
@@ -104,6 +97,11 @@ class Versions:
         self._closed_came = trio.Event()
         self._closed_many = trio.Event()
         self._publisher = False  # ``run`` is running: the kernel's RELEASE need not wait
+        self._nursery: trio.Nursery | None = None  # ``run``'s: versions waiting behind a lock
+        # versions of a file whose next version holds its lock, in close order, per inode
+        self._behind: dict[int, list[_Closed]] = {}
+        self._fsyncing: list[_Closed] = []  # taken from the queue, their fsync hop under way
+        self._fsynced = trio.Event()  # set at the end of each fsync hop
         uploader.on_job_end.append(self.job_ended)
 
     # -- what stands for a node ----------------------------------------------------------
@@ -139,6 +137,7 @@ class Versions:
             try:
                 async with lock:
                     if _version(h) is None:  # another task may have made it meanwhile
+                        await self._queue_closed(node)
                         await self._attach(h, copy=not truncate)
             finally:
                 self._unlock_idle(node, lock)
@@ -155,7 +154,8 @@ class Versions:
             fd = self.cache.open(path)  # nothing depends on the current version's bytes: in place
         else:
             path, fd = await self._new_file(node, copy=copy)
-        _attach_fd(h, fd)
+        Handles.close_fd(h)  # the descriptor it read the previous bytes through
+        h.fd = fd
         h.version = path
         node.writers += 1
 
@@ -285,26 +285,24 @@ class Versions:
         if node.writers:
             return
         crashpoint.reach("release_before_publish")
+        # the handle's descriptor and this version's write error go with it (a write error
+        # of the next version, opened meanwhile, is that version's)
+        waits = not (grouped and self._publisher)
+        c = _Closed(node, h.fd, h.version, trio.Event() if waits else None,
+                    node.extra.pop("write_error", None))  # fmt: skip
+        h.fd = -1
         if self._publisher:
-            # one queue, in close order (so versions of one file are queued in order), with
-            # a descriptor of its own (the handle's goes now)
-            c = _Closed(node, os.dup(h.fd), h.version, None if grouped else trio.Event())
+            # one queue, in close order (so versions of one file are queued in order)
             self._closed.append(c)
             self._closed_came.set()
             if c.done is not None or len(self._closed) >= durability.GROUP:
                 self._closed_many.set()  # someone waits: now
-            if c.done is not None:
-                await c.done.wait()
-                if c.error is not None:
-                    raise c.error
-            return
-        lock = self._lock(node)
-        try:
-            async with lock:
-                await trio.to_thread.run_sync(os.fsync, h.fd)
-                self._publish(node, h.version)
-        finally:
-            self._unlock_idle(node, lock)
+        else:
+            await self._publish_batch([c])  # no ``run`` (yet, or any more): at once
+        if c.done is not None:
+            await c.done.wait()
+            if c.error is not None:
+                raise c.error
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Queue the versions whose last writer closed, for as long as the mount lives, so
@@ -315,45 +313,131 @@ class Versions:
         self._publisher = True
         task_status.started()
         try:
-            while True:
-                await self._closed_came.wait()
-                with trio.move_on_after(durability.WINDOW):
-                    await self._closed_many.wait()
-                await self._publish_closed()
+            async with trio.open_nursery() as self._nursery:
+                while True:
+                    await self._closed_came.wait()
+                    with trio.move_on_after(durability.WINDOW):
+                        await self._closed_many.wait()
+                    batch, self._closed = self._closed, []
+                    self._closed_came, self._closed_many = trio.Event(), trio.Event()
+                    with trio.CancelScope(shield=True):  # a batch is never cut in half
+                        await self._publish_batch(batch)
         finally:
             self._publisher = False
+            self._nursery = None
             with trio.CancelScope(shield=True):
-                while self._closed:
-                    await self._publish_closed()
+                batch = [c for cs in self._behind.values() for c in cs] + self._closed
+                self._behind, self._closed = {}, []
+                await self._publish_batch(batch)  # waits for locks: their holders are gone
+                if self.durable is not None:
+                    await self.durable()  # what was queued last is in the final sync
 
-    async def _publish_closed(self) -> None:
-        closed, self._closed = self._closed, []
-        self._closed_came, self._closed_many = trio.Event(), trio.Event()
-        failed = await trio.to_thread.run_sync(durability.fsync_all, [c.fd for c in closed])
-        for c in closed:
-            lock = self._lock(c.node)
+    @property
+    def closing(self) -> bool:
+        """Versions whose last writer closed are still to be queued."""
+        return bool(self._closed or self._behind or self._fsyncing)
+
+    async def _queue_closed(self, node: Node) -> None:
+        """Before a newer version of ``node`` is made (its lock held), the versions of it
+        that closed and wait for ``run`` are queued, in order: a file has at most one version
+        not yet a job, so a rename over it or its unlink (which supersede jobs and drop that
+        one open version) leaves no older version behind to come back after a crash."""
+        while any(c.node is node for c in self._fsyncing):
+            await self._fsynced.wait()  # it goes behind this lock: taken below
+        mine = self._behind.pop(node.ino, []) + [c for c in self._closed if c.node is node]
+        if not mine:
+            return
+        self._closed = [c for c in self._closed if c.node is not node]
+        fds = [c.fd for c in mine] if node.linked else []
+        failed = await trio.to_thread.run_sync(durability.fsync_all, fds)
+        for c in mine:
+            if c.fd in failed:
+                self._settle(c, failed[c.fd])
+            else:
+                self._publish_one(c, locked=True)
+
+    def drop_queue(self) -> None:
+        """What waits to be queued is dropped as a SIGKILL drops it (its open-version rows
+        stay: the next start queues it): an in-process crash, for the tests' cores."""
+        for c in [c for cs in self._behind.values() for c in cs] + self._closed:
+            os.close(c.fd)
+        self._behind, self._closed = {}, []
+
+    async def _publish_batch(self, batch: list[_Closed]) -> None:
+        """fsync the batch's files in one worker-thread hop, then queue each in order. A
+        file whose next version is being made (its lock held: a copy of a big file may
+        take long) waits behind it in a task of its own, so no other file waits for it."""
+        fds = [c.fd for c in batch if c.node.linked]  # an unlinked one is never queued
+        self._fsyncing += batch
+        try:
+            failed = await trio.to_thread.run_sync(durability.fsync_all, fds)
+        finally:
+            self._fsyncing = [c for c in self._fsyncing if c not in batch]
+            self._fsynced.set()
+            self._fsynced = trio.Event()
+        for c in batch:
+            if c.fd in failed:
+                self._settle(c, failed[c.fd])
+            elif c.node.ino in self._behind or (
+                self._nursery is not None and self._lock(c.node).locked()
+            ):
+                self._wait_behind(c)
+            else:
+                self._publish_one(c)  # lock free: no checkpoint
+
+    def _wait_behind(self, c: _Closed) -> None:
+        behind = self._behind.get(c.node.ino)
+        if behind is not None:
+            behind.append(c)  # after the ones of that file already waiting
+            return
+        self._behind[c.node.ino] = [c]
+        assert self._nursery is not None
+        self._nursery.start_soon(self._publish_behind, c.node)
+
+    async def _publish_behind(self, node: Node) -> None:
+        lock = self._lock(node)
+        try:
+            while True:
+                async with lock:  # (a writer of the next version may have queued them)
+                    cs = self._behind.get(node.ino)
+                    if not cs:
+                        return
+                    c = cs.pop(0)
+                    if not cs:
+                        del self._behind[node.ino]
+                    self._publish_one(c, locked=True)
+        finally:
+            self._unlock_idle(node, lock)
+
+    def _publish_one(self, c: _Closed, *, locked: bool = False) -> None:
+        lock = self._lock(c.node)
+        try:
+            if not locked:
+                lock.acquire_nowait()
             try:
-                if c.fd in failed:
-                    raise failed[c.fd]
-                try:
-                    lock.acquire_nowait()  # no checkpoint when free (the usual case)
-                except trio.WouldBlock:
-                    await lock.acquire()  # a writer of the next version is making it
-                try:
-                    self._publish(c.node, c.path)
-                finally:
-                    lock.release()
-            except Exception as e:
-                c.error = e
-                if c.done is None:
-                    log.exception("cannot queue %s; left for the next start", c.path)
+                self._publish(c.node, c.path, c.broken)
             finally:
-                os.close(c.fd)
+                if not locked:
+                    lock.release()
+        except Exception as e:
+            self._settle(c, e)
+        else:
+            self._settle(c, None)
+        finally:
+            if not locked:
                 self._unlock_idle(c.node, lock)
-                if c.done is not None:
-                    c.done.set()
 
-    def _publish(self, node: Node, path: str) -> None:
+    def _settle(self, c: _Closed, error: Exception | None) -> None:
+        """The version is queued, or could not be (its open-version row stays: the next
+        start queues it); whoever waits is told."""
+        os.close(c.fd)
+        c.error = error
+        if error is not None and c.done is None:
+            log.error("cannot queue %s (%s); left for the next start", c.path, error)
+        if c.done is not None:
+            c.done.set()
+
+    def _publish(self, node: Node, path: str, broken: str | None) -> None:
         """Its bytes are on disk (fsynced, before its job row can be: a power cut must never
         leave a job whose file lost what it was queued with): queue it. No await."""
         v = self.open_versions.get(path)
@@ -368,7 +452,6 @@ class Versions:
             return
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
-        broken = node.extra.get("write_error")
         aside = self.journal.set_aside_count
         try:
             # queued, its open-version row gone, its attributes re-keyed: one commit
@@ -389,7 +472,6 @@ class Versions:
         except BaseException:
             self.open_versions.reload()  # the rows as the rolled-back transaction left them
             raise
-        node.extra.pop("write_error", None)
         if self.journal.set_aside_count != aside:
             self.on_aside()
         node.job_id = job.id

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import trio
+
 from panfs import config as panfs_config
 from panfs.attrs import AttrStore
 from panfs.cache import Cache
@@ -92,7 +94,9 @@ class CoreRig:
     fds: list[int] = field(default_factory=list)
 
     async def wait_idle(self) -> None:
-        """Every closed version uploaded (what ``umount --wait`` waits for)."""
+        """Every closed version queued and uploaded (what ``umount --wait`` waits for)."""
+        while self.core.versions.closing:  # noqa: ASYNC110 (a few ms: no event for it)
+            await trio.sleep(0.005)
         await self.uploader.wait_idle()
 
     def crash(self) -> None:
@@ -127,14 +131,18 @@ async def open_core(
                 core.recover()
                 uploader.wake()
                 rig = CoreRig(core, uploader, journal, cache_dir)
-                try:
-                    yield rig
-                finally:
-                    if rig.crashed:
-                        uploader.on_job_end.clear()  # a dead process settles nothing
-                    for h in list(core.handles.values()):
-                        if h.fd >= 0:
-                            with contextlib.suppress(OSError):
-                                os.close(h.fd)
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(core.versions.run)  # as the daemon queues closes
+                    try:
+                        yield rig
+                    finally:
+                        if rig.crashed:
+                            uploader.on_job_end.clear()  # a dead process settles nothing
+                            core.versions.drop_queue()  # nor queues what closed
+                        nursery.cancel_scope.cancel()
+                        for h in list(core.handles.values()):
+                            if h.fd >= 0:
+                                with contextlib.suppress(OSError):
+                                    os.close(h.fd)
         finally:
             db.close()
