@@ -51,6 +51,17 @@ class MountEntry:
         return None
 
 
+def set_readahead(mountpoint: Path, kib: int) -> None:
+    """Let the kernel read ahead ``kib`` on a panfs mount (FUSE caps ``read_ahead_kb`` at
+    128 KiB when the kernel's INIT is answered, so this comes after). The device comes
+    from the mount table: the daemon never looks at its own mount (a request it sends
+    itself can deadlock it). Needs root (sysfs): ``OSError`` without."""
+    entry = find(mountpoint)
+    if entry is None or not entry.is_panfs:
+        raise OSError(errno.ENOENT, "not a panfs mount", str(mountpoint))
+    Path(f"/sys/class/bdi/{entry.dev}/read_ahead_kb").write_text(f"{kib}\n")
+
+
 def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \\ooo
     out, i = [], 0

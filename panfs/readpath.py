@@ -17,12 +17,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import trio
 
-from panfs import mounts
 from panfs.clean_cache import CleanCache
 
 log = logging.getLogger(__name__)
@@ -146,25 +144,6 @@ class Stream:
                 pieces.pop()  # a short tail waits to be part of a whole chunk
             return needed, pieces
         return needed, []
-
-
-async def widen_kernel_readahead(mountpoint: Path, reads: ReadPath) -> None:
-    """Let the kernel read ahead ``KERNEL_READAHEAD`` on the mount, so a sequential read
-    comes as FUSE reads of 1 MiB (libfuse offers the kernel 256 pages a request), not
-    128 KiB: 8x fewer requests to serve. FUSE caps the mount's ``read_ahead_kb`` at 128 KiB
-    when the kernel's INIT is answered, so it is raised after that: at the first read of
-    drive bytes. The mount's device comes from /proc/self/mountinfo: this daemon never
-    looks at its own mount (a request it sends itself can deadlock it, under a debugger's
-    stop say). Needs root (sysfs); without it the kernel's default stays."""
-    entry = mounts.find(mountpoint)  # resolved by the mount command
-    if entry is None or not entry.dev:
-        return
-    await reads.first_read.wait()
-    path = Path(f"/sys/class/bdi/{entry.dev}/read_ahead_kb")
-    try:
-        await trio.to_thread.run_sync(path.write_text, f"{KERNEL_READAHEAD}\n")
-    except OSError as e:
-        log.info("kernel read-ahead of %s left as it is: %s", mountpoint, e)
 
 
 def _failed(c: Chunk) -> bool:

@@ -7,13 +7,13 @@ buffer (the socket's bytes land in it with no Python step per piece), cancellati
 cancelled GET shuts its socket down, so its thread ends at once and never writes into
 the buffer after the caller moved on), and turning every outcome into the same values
 and errors as the httpx path: a network failure or a body cut short is a
-``NetworkError`` (transient), any other status goes through ``classify_oss`` (an expired
-URL becomes ``UrlExpiredError``).
+``NetworkError`` (transient), as is a 206 for another range, and any other status goes
+through ``responses.classify_download`` (an expired URL becomes ``UrlExpiredError``).
 Why not httpx here: its body loop costs Python work per 64 KiB piece on the thread that
 also serves FUSE requests (docs/performance.md: the figures). TLS uses the ssl context
 the httpx client was given (the same verification), redirects are not followed
-(as there), and a URL an environment proxy applies to is not taken here at all
-(``proxied``: the caller uses httpx for it).
+(as there); with an environment proxy set, no fetcher is made (``client.open_client``:
+httpx takes every download then).
 Must not: retry (the client's ``Retry`` does), ask for URLs, or carry anything but
 download bodies (API calls and uploads stay on httpx).
 """
@@ -22,25 +22,21 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import logging
 import socket
 import ssl
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import trio
 
-from panfs.errors import NetworkError, RemoteError
-from panfs.remote.responses import UrlExpiredError, classify_oss
-
-log = logging.getLogger(__name__)
+from panfs.errors import NetworkError
+from panfs.remote.responses import classify_download, range_headers, wrong_range
 
 THREADS = 6  # GETs whose bodies are read at once, over all files
-IDLE_CONNS = 4  # kept-alive connections per download host
+IDLE_CONNS = THREADS  # kept-alive connections per download host: one per GET at once
 IDLE_FOR = 20.0  # seconds a kept-alive connection may wait for its next GET
 ERROR_BODY = 64 << 10  # the most of an error answer read (its start is all that is kept)
 SKIP_PIECE = 1 << 20  # a 200 with the whole file: the bytes before the range, read in these
@@ -78,6 +74,7 @@ class _Get:
     error_body: bytes = b""
     error_headers: dict[str, str] = field(default_factory=dict)
     failure: str = ""  # a network failure, described
+    sock: socket.socket | None = None  # the socket the request went out on
 
     def run(self) -> None:
         with self.lock:
@@ -100,6 +97,9 @@ class _Get:
             self.error_headers = {k.lower(): v for k, v in resp.getheaders()}
             self.reusable = resp.isclosed()
             return
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        if (wrong := wrong_range(resp.status, headers, self.start)) is not None:
+            raise http.client.HTTPException(wrong)
         if resp.status == 200 and self.start:  # the whole file came: skip to the range
             self._skip(resp, self.start)
         view = memoryview(self.buf)
@@ -131,8 +131,11 @@ class _Get:
                     if self.aborted:  # it came while connecting (nothing to shut down then)
                         raise OSError("GET abandoned")
                 self.conn.http.request("GET", self.target, headers=self.headers)
+                # an answer that closes the connection takes its socket from ``conn``:
+                # kept here so that ``abort`` can still shut it down
+                self.sock = self.conn.http.sock
                 return self.conn.http.getresponse()
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+            except (ConnectionError, http.client.BadStatusLine):
                 if not self.conn.used or again:
                     raise
                 self.conn.http.close()
@@ -154,7 +157,7 @@ class _Get:
             self.aborted = True
             if not self.started:
                 return False
-        sock = self.conn.http.sock
+        sock = self.sock or self.conn.http.sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -178,20 +181,9 @@ class BodyFetcher:
         self.user_agent = user_agent
         self.limiter = trio.CapacityLimiter(threads)
         self._idle: dict[Host, list[_Conn]] = {}
-        self._proxied: dict[Host, bool] = {}
         self.closed = False
         self.gets = 0  # GETs sent
         self.running = 0  # GETs whose thread may still be at work
-
-    def proxied(self, url: str) -> bool:
-        """An environment proxy applies to this URL (httpx would use it): not for here."""
-        host = _host(url)
-        known = self._proxied.get(host)
-        if known is None:
-            proxy = urllib.request.getproxies().get(host[0])
-            known = bool(proxy) and not urllib.request.proxy_bypass(host[1])
-            self._proxied[host] = known
-        return known
 
     async def get_into(self, url: str, start: int, buf: bytearray) -> int:
         """Fill ``buf`` with the URL's bytes from ``start`` on (one attempt); how many
@@ -200,13 +192,7 @@ class BodyFetcher:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        headers = {
-            "Range": f"bytes={start}-{start + len(buf) - 1}",
-            # the bytes are cached and hashed as sent, never a compressed form
-            "Accept-Encoding": "identity",
-        }
-        if self.user_agent:
-            headers["User-Agent"] = self.user_agent
+        headers = range_headers(start, start + len(buf), self.user_agent)
         conn = self._take(_host(url))
         get = _Get(conn, target, headers, start, buf, self._connect)
         self.gets += 1
@@ -230,7 +216,7 @@ class BodyFetcher:
         conn.used = True
         self._put(conn, reusable=get.reusable)
         if get.status not in (200, 206):
-            raise download_error(get.status, get.error_body, get.error_headers)
+            raise classify_download(get.status, get.error_body, get.error_headers)
         return get.n
 
     # -- connections ---------------------------------------------------------------
@@ -276,15 +262,6 @@ class BodyFetcher:
 
 def _host(url: str) -> Host:
     parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        raise NetworkError(f"download: not an http(s) URL: {url[:60]!r}")
+    scheme = parts.scheme.lower()  # http or https: ``get_download_url`` checked it
     port = parts.port or (443 if scheme == "https" else 80)
     return scheme, parts.hostname or "", port
-
-
-def download_error(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
-    err = classify_oss(status, body, headers)
-    if status == 403 and "expired" in err.message.lower():
-        return UrlExpiredError(err.message, status=403, code=err.code, body_start=err.body_start)
-    return err

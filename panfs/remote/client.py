@@ -32,6 +32,7 @@ import hashlib
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import (
     AsyncIterable,
     AsyncIterator,
@@ -60,7 +61,7 @@ from panfs.errors import (
     RemoteNotFoundError,
     TransientError,
 )
-from panfs.remote.bodies import BodyFetcher, download_error
+from panfs.remote.bodies import BodyFetcher
 from panfs.remote.models import (
     CreateResult,
     DownloadUrl,
@@ -74,7 +75,10 @@ from panfs.remote.models import (
 from panfs.remote.responses import (
     AccessTokenError,
     classify,
+    classify_download,
     classify_oss,
+    range_headers,
+    wrong_range,
 )
 from panfs.remote.retry import Pacer, Retry, normalize_limits
 from panfs.remote.settings import RemoteSettings
@@ -681,20 +685,20 @@ class OpenApiClient:
         (no list of pieces joined, no response body held); returns how many came (fewer
         only if the file ended early). Transient failures are retried; an expired URL
         raises ``UrlExpiredError`` at once (the caller asks for a fresh one). The body is
-        read in a worker thread (``bodies``) unless an environment proxy applies to the URL."""
-        end = start + len(buf)
-        bodies = self.bodies if self.bodies is not None and not self.bodies.proxied(url) else None
+        read in a worker thread (``bodies``; httpx where an environment proxy is set)."""
+        bodies = self.bodies
 
         async def once() -> int:
             if bodies is not None:
                 return await bodies.get_into(url, start, buf)
-            # identity: the bytes are cached and hashed as sent, never a compressed form
-            headers = {"Range": f"bytes={start}-{end - 1}", "Accept-Encoding": "identity"}
+            headers = range_headers(start, start + len(buf))
             try:
                 async with self.http.stream("GET", url, headers=headers) as resp:
                     if resp.status_code not in (200, 206):
                         body = await resp.aread()
-                        raise download_error(resp.status_code, body, dict(resp.headers))
+                        raise classify_download(resp.status_code, body, dict(resp.headers))
+                    if (wrong := wrong_range(resp.status_code, resp.headers, start)) is not None:
+                        raise NetworkError(f"download: {wrong}")
                     skip = start if resp.status_code == 200 else 0  # the whole file came
                     return await _fill(buf, resp.aiter_raw(), skip)
             except httpx.TransportError as e:
@@ -750,6 +754,11 @@ _CLIENT_KEYS = {
 }
 
 
+def _env_proxy() -> bool:
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(k) for k in ("http", "https", "all"))
+
+
 @asynccontextmanager
 async def open_client(settings: RemoteSettings, state_dir: Path) -> AsyncIterator[OpenApiClient]:
     timeout = httpx.Timeout(
@@ -763,12 +772,15 @@ async def open_client(settings: RemoteSettings, state_dir: Path) -> AsyncIterato
     async with httpx.AsyncClient(
         timeout=timeout, limits=limits, follow_redirects=False, verify=tls
     ) as http:
-        bodies = BodyFetcher(
+        # an environment proxy (which httpx honours) is not one the threads' plain
+        # connections could follow: then httpx takes the downloads too
+        bodies = None if _env_proxy() else BodyFetcher(
             tls, settings.connect_timeout, settings.read_timeout, http.headers["user-agent"]
-        )
+        )  # fmt: skip
         try:
             client = OpenApiClient(http, settings, TokenFile(state_dir), bodies=bodies)
             await client.start()
             yield client
         finally:
-            bodies.close()
+            if bodies is not None:
+                bodies.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from panfs.errors import (
@@ -94,6 +95,37 @@ def classify(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
     if code.startswith("AlreadyExist"):
         return RemoteExistsError(message, **kw)
     return PermanentError(message or f"HTTP {status}", **kw)
+
+
+def range_headers(start: int, end: int, user_agent: str = "") -> dict[str, str]:
+    """A ranged GET of bytes [start, end) of a download URL, as sent by either path."""
+    headers = {
+        "Range": f"bytes={start}-{end - 1}",
+        # the bytes are cached and hashed as sent, never a compressed form
+        "Accept-Encoding": "identity",
+    }
+    if user_agent:
+        headers["User-Agent"] = user_agent
+    return headers
+
+
+def wrong_range(status: int, headers: Mapping[str, str], start: int) -> str | None:
+    """A 206 whose ``Content-Range`` says it holds other bytes than asked for (a proxy or
+    CDN answering another request's range): described, to be fetched again. A 206 that
+    does not say is taken as asked (some servers leave the header out)."""
+    got = headers.get("content-range", "")
+    if status != 206 or not got or got.startswith(f"bytes {start}-"):
+        return None
+    return f"a 206 for another range ({got[:60]!r}, asked from {start})"
+
+
+def classify_download(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:
+    """A download host's refusal; an expired URL (403 AccessDenied "Request has expired")
+    is ``UrlExpiredError``: the caller asks for a fresh URL."""
+    err = classify_oss(status, body, headers)
+    if isinstance(err, PartError) and err.url_expired:
+        return UrlExpiredError(err.message, status=403, code=err.code, body_start=err.body_start)
+    return err
 
 
 def classify_oss(status: int, body: bytes, headers: dict[str, str]) -> RemoteError:

@@ -18,8 +18,8 @@ from panfs.reader import RangeReader
 from panfs.readpath import CHUNK, ReadPath
 from panfs.remote.bodies import BodyFetcher
 from panfs.remote.client import OpenApiClient
-from panfs.remote.responses import UrlExpiredError
-from tests.support.core import test_client
+from panfs.remote.responses import UrlExpiredError, wrong_range
+from tests.support.core import test_client, upload_bytes
 from tests.support.drive import DriveServer
 
 KiB, MiB = 1 << 10, 1 << 20
@@ -29,14 +29,6 @@ HOUR_MS = 3_600_000
 def _bodies(client: OpenApiClient) -> BodyFetcher:
     assert client.bodies is not None
     return client.bodies
-
-
-async def _upload(client: OpenApiClient, name: str, data: bytes) -> str:
-    res = await client.create_file("root", name, len(data), [len(data)])
-    urls = await client.get_upload_urls(res.file_id, res.upload_id, [1])
-    await client.put_part(urls[1].url, data, len(data))
-    await client.complete(res.file_id, res.upload_id)
-    return res.file_id
 
 
 async def _downloads(drive: DriveServer) -> int:
@@ -49,7 +41,7 @@ async def test_bytes_equal_the_source_across_chunk_boundaries(
 ) -> None:
     data = random.Random(5).randbytes(2 * CHUNK + 12345)
     async with test_client(drive, tmp_path) as client:
-        fid = await _upload(client, "b.bin", data)
+        fid = await upload_bytes(client, "root", "b.bin", data)
         rp = ReadPath(RangeReader(client), None, memory=3 * CHUNK)
         got = bytearray()
         async with trio.open_nursery() as nursery:
@@ -63,12 +55,17 @@ async def test_bytes_equal_the_source_across_chunk_boundaries(
         assert _bodies(client).running == 0
 
 
+@pytest.mark.parametrize("threads", [True, False], ids=["threads", "httpx"])
 async def test_failures_are_classified_and_retried_as_before(
-    drive: DriveServer, tmp_path: Path
+    drive: DriveServer, tmp_path: Path, threads: bool
 ) -> None:
+    """Either path (worker threads; httpx, which takes the downloads when an environment
+    proxy is set): the same bytes, errors and retries."""
     data = random.Random(6).randbytes(MiB + 7)
     async with test_client(drive, tmp_path) as client:
-        fid = await _upload(client, "f.bin", data)
+        if not threads:
+            client.bodies = None
+        fid = await upload_bytes(client, "root", "f.bin", data)
         url = (await client.get_download_url(fid)).url
         # a 5xx and a dropped connection are transient: retried until the bytes come
         drive.set_faults(
@@ -113,7 +110,7 @@ async def test_a_cancelled_get_ends_its_thread_before_the_cancel_returns(
 ) -> None:
     data = random.Random(7).randbytes(MiB)
     async with test_client(drive, tmp_path) as client:
-        fid = await _upload(client, "c.bin", data)
+        fid = await upload_bytes(client, "root", "c.bin", data)
         url = (await client.get_download_url(fid)).url
         bodies = _bodies(client)
         drive.set_faults([{"op": "download", "action": "delay", "ms": HOUR_MS, "times": 1}])
@@ -135,7 +132,7 @@ async def test_unmount_cancels_read_ahead_held_in_threads(
 ) -> None:
     data = random.Random(8).randbytes(3 * CHUNK)
     async with test_client(drive, tmp_path) as client:
-        fid = await _upload(client, "u.bin", data)
+        fid = await upload_bytes(client, "root", "u.bin", data)
         bodies = _bodies(client)
         rp = ReadPath(RangeReader(client), None)
         async with trio.open_nursery() as mount:
@@ -154,3 +151,11 @@ async def test_unmount_cancels_read_ahead_held_in_threads(
             assert bodies.running >= 1
             mount.cancel_scope.cancel()  # what unmounting does
         assert bodies.running == 0
+
+
+def test_a_206_for_another_range_is_refused() -> None:
+    """A proxy or CDN answering another request's range: fetched again, never kept."""
+    assert wrong_range(206, {"content-range": "bytes 0-99/1000"}, 0) is None
+    assert wrong_range(206, {}, 500) is None  # not said: taken as asked
+    assert wrong_range(200, {}, 500) is None
+    assert wrong_range(206, {"content-range": "bytes 0-99/1000"}, 500) is not None

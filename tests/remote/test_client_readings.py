@@ -16,19 +16,10 @@ import pytest
 import trio
 
 from panfs.errors import NoDownloadUrl, TransientError
-from panfs.remote.client import OpenApiClient
-from tests.support.core import test_client
+from tests.support.core import test_client, upload_bytes
 from tests.support.drive import DriveServer
 
 KiB = 1 << 10
-
-
-async def _upload(client: OpenApiClient, parent: str, name: str, data: bytes) -> str:
-    res = await client.create_file(parent, name, len(data), [len(data)])
-    urls = await client.get_upload_urls(res.file_id, res.upload_id, [1])
-    await client.put_part(urls[1].url, data, len(data))
-    await client.complete(res.file_id, res.upload_id)
-    return res.file_id
 
 
 def _json_fault(op: str, status: int, body: str, **more: object) -> dict[str, object]:
@@ -46,7 +37,7 @@ async def test_a_burst_stays_under_the_official_limits(drive: DriveServer, tmp_p
     """Lists (4/s), download URLs (1/s) and other calls (15/s shared) at once from many
     tasks: the server, at its default official limits, never answers 429."""
     async with test_client(drive, tmp_path) as client:
-        fid = await _upload(client, "root", "x.bin", b"x" * 1000)
+        fid = await upload_bytes(client, "root", "x.bin", b"x" * 1000)
         drive.reset_stats()
 
         async with trio.open_nursery() as nursery:
@@ -131,7 +122,7 @@ async def test_lost_answers_to_namespace_calls_converge(drive: DriveServer, tmp_
                 assert not res.exist
                 folder = res.file_id
             elif op == "update":
-                fid = await _upload(client, "root", "f.bin", b"y" * 500)
+                fid = await upload_bytes(client, "root", "f.bin", b"y" * 500)
                 drive.set_faults([{"op": op, "action": "drop_after_store", "times": 1}])
                 assert (await client.rename(fid, "g.bin")).name == "g.bin"
             elif op == "move":
@@ -166,8 +157,8 @@ async def test_move_with_a_new_name_lands_under_it(reading: str, tmp_path: Path)
         async with test_client(drive, tmp_path) as client:
             a = (await client.create_folder("root", "a")).file_id
             b = (await client.create_folder("root", "b")).file_id
-            fid = await _upload(client, a, "x.bin", b"1" * 300)
-            taken = await _upload(client, b, "x.bin", b"2" * 300)
+            fid = await upload_bytes(client, a, "x.bin", b"1" * 300)
+            taken = await upload_bytes(client, b, "x.bin", b"2" * 300)
             await client.move(fid, b, new_name="y.bin")
             names = {f.name: f.file_id for f in await client.list_folder(b)}
             assert names == {"x.bin": taken, "y.bin": fid}
@@ -179,8 +170,8 @@ async def test_no_download_url_is_one_clear_error(
 ) -> None:
     with DriveServer(tmp_path / "d", "--download-url-missing", "*.livp") as drive:
         async with test_client(drive, tmp_path) as client:
-            fid = await _upload(client, "root", "p.livp", b"z" * 400)
-            ok = await _upload(client, "root", "p.bin", b"z" * 400)
+            fid = await upload_bytes(client, "root", "p.livp", b"z" * 400)
+            ok = await upload_bytes(client, "root", "p.bin", b"z" * 400)
             with caplog.at_level(logging.WARNING, "panfs"):
                 for _ in range(3):
                     with pytest.raises(NoDownloadUrl, match="p.livp|" + fid):
@@ -201,7 +192,7 @@ async def test_trash_of_a_trashed_file_is_done_under_either_reading(
     ``ForbiddenFileInTheRecycleBin`` depending on the reading; both count as done."""
     with DriveServer(tmp_path / "d", "--trash-trashed", reading) as drive:
         async with test_client(drive, tmp_path) as client:
-            fid = await _upload(client, "root", "x.bin", b"x" * 1000)
+            fid = await upload_bytes(client, "root", "x.bin", b"x" * 1000)
             await client.trash(fid)
             await client.trash(fid)
             want = {"recycle-bin": "ForbiddenFileInTheRecycleBin", "not-found": "NotFound.File"}
