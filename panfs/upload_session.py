@@ -369,7 +369,12 @@ class UploadSession:
         """A rapid upload made the file at once. It is recorded whatever the job's state,
         so a version superseded meanwhile is found and trashed by the reaper; then, under
         the landing lock, it lands like any completed upload."""
-        self.journal.note_file(self.job_id, file_id, job.parent_file_id, job.name)
+        # where the create went (its durable intent): a lost create's file is found there
+        # after a rename, and its post-steps move it on
+        row = self.journal.get(self.job_id) or job
+        parent = row.created_parent or job.parent_file_id
+        name = row.created_name or job.name
+        self.journal.note_file(self.job_id, file_id, parent, name)
         await self._land()
 
     # -- reconciliation with the server ---------------------------------------------------

@@ -20,10 +20,11 @@ FUSE.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -158,6 +159,22 @@ class Versions:
         h.fd = fd
         h.version = path
         node.writers += 1
+
+    @contextlib.asynccontextmanager
+    async def settled(self, *nodes: Node) -> AsyncIterator[None]:
+        """Hold the version locks of the files among ``nodes`` (in inode order), their closed
+        versions queued first: a rename or unlink then sees every version of the names as a
+        job (and takes its landing lock), and none is queued under the old name while it
+        runs (one queued mid-rename could land there, past the locks the rename holds, and
+        stay under the name renamed away)."""
+        files = sorted({n.ino: n for n in nodes if not n.is_dir}.values(), key=lambda n: n.ino)
+        async with contextlib.AsyncExitStack() as stack:
+            for node in files:
+                lock = self._lock(node)
+                stack.callback(self._unlock_idle, node, lock)
+                await stack.enter_async_context(lock)
+                await self._queue_closed(node)
+            yield
 
     def _record(self, node: Node, path: str) -> None:
         self.inodes.note_version(path, node)
@@ -382,6 +399,13 @@ class Versions:
                 self._nursery is not None and self._lock(c.node).locked()
             ):
                 self._wait_behind(c)
+            elif self._lock(c.node).locked():  # no ``run``: wait for the holder here
+                lock = self._lock(c.node)
+                try:
+                    async with lock:
+                        self._publish_one(c, locked=True)
+                finally:
+                    self._unlock_idle(c.node, lock)
             else:
                 self._publish_one(c)  # lock free: no checkpoint
 

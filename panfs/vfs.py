@@ -441,7 +441,7 @@ class Core:
         node = await self.ns.child(parent, name)
         if node.is_dir:
             raise IsDirError(f"is a folder: {self.ns.remote_path(parent, name)}")
-        async with self._landing_of((parent, node)):
+        async with self.versions.settled(node), self._landing_of((parent, node)):
             await self._drop(parent, node)
             self.inodes.detach(node)
         if parent.file_id == RECOVERED_ID:
@@ -507,7 +507,7 @@ class Core:
         names = [(src_parent, node)]
         if target is not None and not target.is_dir:
             names.append((dst_parent, target))
-        async with self._landing_of(*names):
+        async with self.versions.settled(*(n for _, n in names)), self._landing_of(*names):
             await self._rename_locked(src_parent, node, dst_parent, new, target)
         self.ns.touch_dir(src_parent)
         self.ns.touch_dir(dst_parent)

@@ -190,3 +190,66 @@ async def test_rename_over_a_name_held_only_by_a_doomed_file(
         await settle(fs, drive)
     assert copies(reader, "/w", "y") == [2000]
     assert copies(reader, "/w", "x") == []
+
+
+async def test_a_version_closed_right_before_a_rename_lands_under_the_new_name(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``b`` is truncated and closed (its release returns at once: the version waits to be
+    queued), then renamed to ``c`` while the drive holds the rename a while. The version
+    must be queued under ``c``, not under ``b`` mid-rename (it would land there at once,
+    an empty file, past the rename's locks): ``b`` never shows again and the drive ends
+    with ``c`` alone, empty."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        await fs.write("b", b"1" * 1000)
+        await settle(fs, drive)
+        drive.set_faults([{"op": op, "action": "delay", "ms": 1000} for op in ("update", "move")])
+        await fs.write("b", b"")  # released: queued by the close queue, soon
+        await fs.rename("b", "c")
+        assert await fs.listdir("") == ["c"]
+        assert await fs.read("c") == b""
+        await settle(fs, drive)
+        assert await fs.listdir("") == ["c"]
+    assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("c", 0)]
+
+
+async def test_a_version_closed_right_before_an_unlink_never_lands(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """As above with ``rm b`` (the drive holds the trash of the old file a while): the
+    version closed right before must not be queued mid-unlink and land as ``b``."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        await fs.write("b", b"1" * 1000)
+        await settle(fs, drive)
+        drive.set_faults([{"op": "trash", "action": "delay", "ms": 1000}])
+        await fs.write("b", b"")
+        await fs.unlink("b")
+        assert await fs.listdir("") == []
+        await settle(fs, drive)
+        assert await fs.listdir("") == []
+    assert reader.list("/w") == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_an_empty_create_lost_at_a_kill_after_a_rename_is_moved_on(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """An empty file's create is in flight when the file is renamed, and the daemon dies
+    before the answer. After the restart the upload finds the file the create made under
+    the old name and adopts it: it must be recorded where it stands (the old name) so
+    its post-steps move it on, not as if it were already at the new one."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        drive.set_faults([{"op": "create", "action": "answer_after", "ms": 1500}])
+        await fs.write("a", b"")
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        await poll(lambda: any(j.rapid_at for j in journal.jobs(("pending", "uploading"))))
+        await fs.rename("a", "x")
+        await poll(lambda: copies(reader, "/w", "a") == [0], thread=True)
+        await fs.kill()  # the create's answer is lost
+        await settle(fs, drive)
+        assert await fs.listdir("") == ["x"]
+    assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("x", 0)]

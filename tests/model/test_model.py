@@ -190,12 +190,14 @@ async def _model_core(tmp_path: Path, drive: DriveServer) -> None:
     limit = trio.CapacityLimiter(env_int("PANFS_MODEL_PARALLEL", 6))
 
     kept = _keep_log()
+    # one seed alone (its copies too) sets the server delays its batch of ten would have
+    alone = len({seed for seed, _, _ in plan}) == 1
 
     async def one(seed: int, steps: list[Step], base: str, cancel: trio.CancelScope) -> None:
         async with limit:
             _SEQUENCE.set(base)
             try:
-                await _core_sequence(tmp_path, drive, reader, seed, steps, len(plan) == 1, base)
+                await _core_sequence(tmp_path, drive, reader, seed, steps, alone, base)
             except SequenceFailed as e:
                 print(e)
                 if kept is not None:
