@@ -99,15 +99,25 @@ class PartRecord:
     acked_at: float
 
 
-def identity(path: str) -> tuple[int, int, int, str]:
+Identity = tuple[int, int, int, str]
+
+
+def identity(path: str) -> Identity:
     """(size, mtime_ns, inode, fingerprint): the fingerprint samples head, middle and tail."""
-    st = os.stat(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return identity_fd(fd)
+    finally:
+        os.close(fd)
+
+
+def identity_fd(fd: int) -> Identity:
+    """``identity`` of an open file (a worker thread takes it with the close's fsync)."""
+    st = os.fstat(fd)
     h = xxhash.xxh3_64()
     h.update(st.st_size.to_bytes(8, "little"))
-    with open(path, "rb") as f:
-        for off in sorted({0, max(0, st.st_size // 2 - 32768), max(0, st.st_size - 65536)}):
-            f.seek(off)
-            h.update(f.read(65536))
+    for off in sorted({0, max(0, st.st_size // 2 - 32768), max(0, st.st_size - 65536)}):
+        h.update(os.pread(fd, 65536, off))
     return st.st_size, st.st_mtime_ns, st.st_ino, h.hexdigest()
 
 
@@ -205,6 +215,7 @@ class Journal:
         not_before: float | None = None,
         supersede: bool = True,
         set_aside: bool = False,
+        ident: Identity | None = None,
     ) -> tuple[Job, list[int]]:
         """Queue a version of (folder, name). In the same transaction every older unlanded
         job of that name is superseded (one name, one landing); the drive file such a job
@@ -212,8 +223,9 @@ class Journal:
         another. Returns the job and the ids it superseded. ``not_before``: the write-back
         delay (the scheduler leaves the job alone until then). ``set_aside``: older failed
         or interrupted versions (their bytes are on no drive) go to the recovery folder
-        instead of being superseded."""
-        size, mtime_ns, inode, fp = identity(source)
+        instead of being superseded. ``ident``: the source's ``identity``, when the caller
+        took it already (off the trio thread)."""
+        size, mtime_ns, inode, fp = ident or identity(source)
         now = time.time()
         with transaction(self.conn):  # or joins the caller's (one commit for a whole close)
             # every unlanded version of the name, in one query: failed or interrupted ones

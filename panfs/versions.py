@@ -36,7 +36,7 @@ from panfs.clean_cache import CleanCache
 from panfs.errors import CacheFullError
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
-from panfs.journal import RECOVERED_ID, Job, Journal
+from panfs.journal import RECOVERED_ID, Identity, Job, Journal, identity_fd
 from panfs.metadata import transaction
 from panfs.pending import OpenVersions
 from panfs.uploader import Uploader
@@ -61,6 +61,22 @@ class _Closed:
     done: trio.Event | None  # someone waits for it (None: the kernel's RELEASE, nobody)
     broken: str | None = None  # a write of this version failed: it is kept, not uploaded
     error: Exception | None = None
+    ident: Identity | None = None  # its file's identity, taken with its fsync
+
+
+def _fsync_and_identify(batch: list[_Closed]) -> dict[int, OSError]:
+    """In a worker thread: fsync the batch's files (of linked nodes: an unlinked one is never
+    queued) and take each one's identity for its job row, both off the trio thread; the
+    failures by descriptor."""
+    fds = [c.fd for c in batch if c.node.linked]
+    failed = durability.fsync_all(fds)
+    for c in batch:
+        if c.node.linked and c.fd not in failed:
+            try:
+                c.ident = identity_fd(c.fd)
+            except OSError as e:
+                failed[c.fd] = e
+    return failed
 
 
 class Versions:
@@ -365,8 +381,7 @@ class Versions:
         if not mine:
             return
         self._closed = [c for c in self._closed if c.node is not node]
-        fds = [c.fd for c in mine] if node.linked else []
-        failed = await trio.to_thread.run_sync(durability.fsync_all, fds)
+        failed = await trio.to_thread.run_sync(_fsync_and_identify, mine)
         for c in mine:
             if c.fd in failed:
                 self._settle(c, failed[c.fd])
@@ -384,10 +399,9 @@ class Versions:
         """fsync the batch's files in one worker-thread hop, then queue each in order. A
         file whose next version is being made (its lock held: a copy of a big file may
         take long) waits behind it in a task of its own, so no other file waits for it."""
-        fds = [c.fd for c in batch if c.node.linked]  # an unlinked one is never queued
         self._fsyncing += batch
         try:
-            failed = await trio.to_thread.run_sync(durability.fsync_all, fds)
+            failed = await trio.to_thread.run_sync(_fsync_and_identify, batch)
         finally:
             self._fsyncing = [c for c in self._fsyncing if c not in batch]
             self._fsynced.set()
@@ -439,7 +453,7 @@ class Versions:
             if not locked:
                 lock.acquire_nowait()
             try:
-                self._publish(c.node, c.path, c.broken)
+                self._publish(c.node, c.path, c.broken, c.ident)
             finally:
                 if not locked:
                     lock.release()
@@ -461,7 +475,9 @@ class Versions:
         if c.done is not None:
             c.done.set()
 
-    def _publish(self, node: Node, path: str, broken: str | None) -> None:
+    def _publish(
+        self, node: Node, path: str, broken: str | None, ident: Identity | None = None
+    ) -> None:
         """Its bytes are on disk (fsynced, before its job row can be: a power cut must never
         leave a job whose file lost what it was queued with): queue it. No await."""
         v = self.open_versions.get(path)
@@ -489,6 +505,7 @@ class Versions:
                     state="interrupted" if broken else "pending",
                     not_before=time.time() + self.delay if self.delay > 0 else None,
                     set_aside=True,
+                    ident=ident,
                 )
                 crashpoint.reach("publish_after_journal")
                 self.open_versions.remove(path)
