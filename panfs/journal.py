@@ -660,14 +660,34 @@ class Journal:
             )
             if cur.rowcount:
                 row = self.conn.execute(
-                    "SELECT file_id, parent_file_id, name FROM jobs WHERE id = ?", (job_id,)
+                    "SELECT file_id, parent_file_id, name, replaces_file_id FROM jobs WHERE id = ?",
+                    (job_id,),
                 ).fetchone()
                 if row is not None and row[0]:
                     self.conn.execute(
                         "UPDATE open_versions SET replaces_file_id = ?"
                         " WHERE parent_file_id = ? AND name = ?",
-                        tuple(row),
+                        tuple(row[:3]),
                     )
+                if row is not None and row[3]:
+                    # an older version of the name that landed the file this one retires,
+                    # its post-steps (a move to a name given since) still under way: it is
+                    # over (this landing trashes that file); its steps stop, it never fails
+                    # and comes back as a failed version of the name
+                    # and the file it was to retire in them goes too (nothing else will)
+                    older = self.conn.execute(
+                        "SELECT id, replaces_file_id FROM jobs WHERE id != ? AND file_id = ?"
+                        " AND landed_at IS NOT NULL"
+                        " AND state IN ('uploading', 'failed', 'interrupted', 'pending')",
+                        (job_id, row[3]),
+                    ).fetchall()
+                    for old_id, retires in older:
+                        self.conn.execute(
+                            "UPDATE jobs SET state = 'superseded', updated_at = ? WHERE id = ?",
+                            (now, old_id),
+                        )
+                        if retires and retires != row[0]:
+                            self._doom(retires, "replaced by a newer version", now)
 
     def note_completing(self, job_id: int, sent: bool) -> None:
         """``sent``: a complete goes out now (no await before it): until it is answered the

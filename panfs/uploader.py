@@ -251,6 +251,10 @@ class Uploader:
             self.wake()
 
     def _fail(self, job_id: int, reason: str) -> None:
+        job = self.journal.get(job_id)
+        if job is not None and job.state == "superseded":
+            log.info("job %d ended (%s): superseded meanwhile", job_id, reason)
+            return  # a newer version took over: nothing of this one is to be kept
         log.info("job %d failed: %s", job_id, reason)
         self.journal.set_state(job_id, "failed", reason[:300])
 

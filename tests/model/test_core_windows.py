@@ -253,3 +253,31 @@ async def test_an_empty_create_lost_at_a_kill_after_a_rename_is_moved_on(
         await settle(fs, drive)
         assert await fs.listdir("") == ["x"]
     assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("x", 0)]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_newer_version_landing_during_an_older_ones_move_retires_both_files(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``y`` (v1 on the drive) gets v2, and is renamed to ``b`` while v2 uploads; v2 lands
+    under ``y`` and its post-steps move it to ``b`` (the drive holds that move a while).
+    Meanwhile v3 of ``b`` lands and retires v2's file. v2 must end there (not fail and come
+    back as a failed version of ``b`` with its old bytes), and v1, which only v2's steps
+    were to retire, must go too: the drive ends with ``b`` = v3 alone."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        await fs.write("y", b"1" * 1000)
+        await settle(fs, drive)
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        drive.set_faults([{"op": "update", "action": "delay", "ms": 1500}])
+        await fs.write("y", b"2" * 2000)
+        await poll(lambda: any(j.file_id for j in journal.jobs(("uploading",))))
+        await fs.rename("y", "b")  # v1 moved to b (held); v2 retargeted to b
+        await poll(lambda: any(j.landed_at for j in journal.jobs(("uploading",))))
+        await fs.write("b", b"3" * 3000)  # lands while v2's move to b is held
+        await settle(fs, drive)
+        assert await fs.listdir("") == ["b"]
+        assert await fs.read("b") == b"3" * 3000
+    assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("b", 3000)]
+    assert reader.read("/w/b") == b"3" * 3000
