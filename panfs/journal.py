@@ -670,11 +670,10 @@ class Journal:
                         tuple(row[:3]),
                     )
                 if row is not None and row[3]:
-                    # an older version of the name that landed the file this one retires,
-                    # its post-steps (a move to a name given since) still under way: it is
-                    # over (this landing trashes that file); its steps stop, it never fails
-                    # and comes back as a failed version of the name
-                    # and the file it was to retire in them goes too (nothing else will)
+                    # an older version that landed the file this one retires, its post-steps
+                    # (a move to a name given since) still under way, is over: its steps stop
+                    # (it never ends failed and comes back with its old bytes), and the file
+                    # it was itself to retire is doomed (nothing else would retire it)
                     older = self.conn.execute(
                         "SELECT id, replaces_file_id FROM jobs WHERE id != ? AND file_id = ?"
                         " AND landed_at IS NOT NULL"
