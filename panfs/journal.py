@@ -57,6 +57,10 @@ HOLDING = "state = 'superseded' AND (file_id IS NOT NULL OR rapid_at IS NOT NULL
 UNLANDED: tuple[JobState, ...] = ("pending", "uploading", "interrupted", "failed")
 
 
+# (size, mtime_ns, inode, fingerprint) of a version's cache file: changed bytes, a new session
+Identity = tuple[int, int, int, str]
+
+
 @dataclass(frozen=True)
 class Job:
     id: int
@@ -85,7 +89,7 @@ class Job:
     completing_at: float | None = None
 
     @property
-    def identity(self) -> tuple[int, int, int, str]:
+    def identity(self) -> Identity:
         return (self.size, self.mtime_ns, self.inode, self.fingerprint)
 
 
@@ -97,9 +101,6 @@ class PartRecord:
     etag: str
     xxh3: str
     acked_at: float
-
-
-Identity = tuple[int, int, int, str]
 
 
 def identity(path: str) -> Identity:
@@ -280,9 +281,11 @@ class Journal:
                 )
         # the row as inserted (the other columns start empty): no query to read it back
         job = Job(
-            int(cur.lastrowid or 0), source, size, mtime_ns, inode, fp, parent_file_id, name,
-            remote_path, replaces, state, None, None, None, None, None, 0, None, not_before,
-            now, now,
+            id=int(cur.lastrowid or 0), source=source, size=size, mtime_ns=mtime_ns,
+            inode=inode, fingerprint=fp, parent_file_id=parent_file_id, name=name,
+            remote_path=remote_path, replaces_file_id=replaces, state=state, file_id=None,
+            upload_id=None, created_parent=None, created_name=None, part_size=None,
+            sent_bytes=0, error=None, next_retry_at=not_before, created_at=now, updated_at=now,
         )  # fmt: skip
         return job, ids
 
