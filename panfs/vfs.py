@@ -148,6 +148,11 @@ class Core:
             await self.client.trash(res.file_id)
             self.journal.trashed(res.file_id)
             res = await self.client.create_folder(parent.file_id, name, check_name_mode="refuse")
+        if res.exist and res.file_id in self.journal.hidden_file_ids():
+            # an upload of ours renamed away while it ran holds the name on the drive (its
+            # session was made there): the folder shares the name until its post-steps move
+            # that file on, as a rename does
+            res = await self.client.create_folder(parent.file_id, name, check_name_mode="ignore")
         if res.exist:
             raise ExistsError(f"exists on the drive: {self.ns.remote_path(parent, name)}")
         now = time.time_ns()

@@ -281,3 +281,26 @@ async def test_a_newer_version_landing_during_an_older_ones_move_retires_both_fi
         assert await fs.read("b") == b"3" * 3000
     assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("b", 3000)]
     assert reader.read("/w/b") == b"3" * 3000
+
+
+async def test_mkdir_over_a_name_an_upload_was_renamed_away_from(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``a`` uploads; the drive completes it (the file ``a`` stands there) and answers late;
+    meanwhile ``a`` is renamed to ``x`` and ``mkdir a`` follows. It must not fail with EEXIST
+    (the listing shows no ``a``; the file there is ours, on its way to ``x``): the drive ends
+    with the folder ``a`` and the file ``x``."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        drive.set_faults([{"op": "complete", "action": "answer_after", "ms": 1500}])
+        await fs.write("a", b"a" * 150_000)
+        await poll(lambda: copies(reader, "/w", "a") == [150_000], thread=True)
+        await fs.rename("a", "x")
+        await fs.mkdir("a")
+        assert sorted(await fs.listdir("")) == ["a", "x"]
+        await settle(fs, drive)
+        assert await fs.read("x") == b"a" * 150_000
+    assert sorted((i["name"], i["type"]) for i in reader.list("/w")) == [
+        ("a", "folder"),
+        ("x", "file"),
+    ]
