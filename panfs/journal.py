@@ -677,11 +677,11 @@ class Journal:
                     # (a move to a name given since) still under way, is over: its steps stop
                     # (it never ends failed and comes back with its old bytes), and the file
                     # it was itself to retire is doomed (nothing else would retire it)
+                    marks = ",".join("?" * len(UNLANDED))
                     older = self.conn.execute(
                         "SELECT id, replaces_file_id FROM jobs WHERE id != ? AND file_id = ?"
-                        " AND landed_at IS NOT NULL"
-                        " AND state IN ('uploading', 'failed', 'interrupted', 'pending')",
-                        (job_id, row[3]),
+                        f" AND landed_at IS NOT NULL AND state IN ({marks})",
+                        (job_id, row[3], *UNLANDED),
                     ).fetchall()
                     for old_id, retires in older:
                         self.conn.execute(

@@ -290,7 +290,7 @@ class UploadSession:
             )
         if res.rapid_upload:
             log.info("%s: rapid upload, no bytes sent", job.remote_path)
-            await self._rapid_landed(job, res.file_id)
+            await self._rapid_landed(res.file_id, job.parent_file_id, job.name)
             return True
         self.job()
         self._record_session(job, res, part)
@@ -315,7 +315,7 @@ class UploadSession:
             log.info("%s: no rapid upload for an empty file (%s)", job.remote_path, e.describe())
             return False
         if res.rapid_upload:
-            await self._rapid_landed(job, res.file_id)
+            await self._rapid_landed(res.file_id, job.parent_file_id, job.name)
             return True
         self.job()
         self._record_session(job, res, self.settings.part_size)
@@ -354,7 +354,7 @@ class UploadSession:
                 continue
             if await self._same_content(job, f, self.digest):
                 log.info("%s: found the file a lost create made: adopted", job.remote_path)
-                await self._rapid_landed(job, f.file_id)
+                await self._rapid_landed(f.file_id, job.created_parent, job.created_name)
                 return True
         assert job.rapid_at is not None
         if time.time() - job.rapid_at < LATE:
@@ -365,15 +365,12 @@ class UploadSession:
         self.journal.clear_rapid(self.job_id)
         return False
 
-    async def _rapid_landed(self, job: Job, file_id: str) -> None:
-        """A rapid upload made the file at once. It is recorded whatever the job's state,
-        so a version superseded meanwhile is found and trashed by the reaper; then, under
-        the landing lock, it lands like any completed upload."""
-        # where the create went (its durable intent): a lost create's file is found there
-        # after a rename, and its post-steps move it on
-        row = self.journal.get(self.job_id) or job
-        parent = row.created_parent or job.parent_file_id
-        name = row.created_name or job.name
+    async def _rapid_landed(self, file_id: str, parent: str, name: str) -> None:
+        """A rapid upload made the file at once, at (``parent``, ``name``): where its create
+        went, which a rename since may have left behind (its post-steps move it on). It is
+        recorded whatever the job's state, so a version superseded meanwhile is found and
+        trashed by the reaper; then, under the landing lock, it lands like any completed
+        upload."""
         self.journal.note_file(self.job_id, file_id, parent, name)
         await self._land()
 

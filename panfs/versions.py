@@ -409,17 +409,11 @@ class Versions:
         for c in batch:
             if c.fd in failed:
                 self._settle(c, failed[c.fd])
-            elif c.node.ino in self._behind or (
-                self._nursery is not None and self._lock(c.node).locked()
-            ):
-                self._wait_behind(c)
-            elif self._lock(c.node).locked():  # no ``run``: wait for the holder here
-                lock = self._lock(c.node)
-                try:
-                    async with lock:
-                        self._publish_one(c, locked=True)
-                finally:
-                    self._unlock_idle(c.node, lock)
+            elif c.node.ino in self._behind or self._lock(c.node).locked():
+                if self._nursery is not None:
+                    self._wait_behind(c)
+                else:  # no ``run`` (yet, or any more): wait for the holder here
+                    await self._publish_locking(c)
             else:
                 self._publish_one(c)  # lock free: no checkpoint
 
@@ -431,6 +425,14 @@ class Versions:
         self._behind[c.node.ino] = [c]
         assert self._nursery is not None
         self._nursery.start_soon(self._publish_behind, c.node)
+
+    async def _publish_locking(self, c: _Closed) -> None:
+        lock = self._lock(c.node)
+        try:
+            async with lock:
+                self._publish_one(c, locked=True)
+        finally:
+            self._unlock_idle(c.node, lock)
 
     async def _publish_behind(self, node: Node) -> None:
         lock = self._lock(node)

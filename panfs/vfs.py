@@ -148,10 +148,10 @@ class Core:
             await self.client.trash(res.file_id)
             self.journal.trashed(res.file_id)
             res = await self.client.create_folder(parent.file_id, name, check_name_mode="refuse")
-        if res.exist and res.file_id in self.journal.hidden_file_ids():
-            # an upload of ours renamed away while it ran holds the name on the drive (its
-            # session was made there): the folder shares the name until its post-steps move
-            # that file on, as a rename does
+        if res.exist and await self._held_by_dead(parent, name):
+            # only files of ours listings hide hold the name (an upload renamed away while it
+            # ran, its file made there): the folder shares it until its post-steps move that
+            # file on, as a rename does
             res = await self.client.create_folder(parent.file_id, name, check_name_mode="ignore")
         if res.exist:
             raise ExistsError(f"exists on the drive: {self.ns.remote_path(parent, name)}")
@@ -174,9 +174,10 @@ class Core:
         else:
             await self.client.rename(file_id, name, check_name_mode=mode)
 
-    async def _held_by_dead(self, folder: Node, name: str, moving: str) -> bool:
-        """Is ``name`` in ``folder`` held on the drive only by files of ours that listings
-        hide (doomed, a superseded version's, one on its way to another name)?"""
+    async def _held_by_dead(self, folder: Node, name: str, moving: str | None = None) -> bool:
+        """Is ``name`` in ``folder`` held on the drive (but by ``moving``, the file a rename
+        moves there) only by files of ours that listings hide (doomed, a superseded
+        version's, one on its way to another name)?"""
         assert folder.file_id is not None
         items = await self.client.list_folder(folder.file_id)
         clash = {i.file_id for i in items if i.name == name and i.file_id != moving}
@@ -428,15 +429,18 @@ class Core:
     # -- unlink / rename ---------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _landing_of(self, *names: tuple[Node, Node]) -> AsyncIterator[None]:
-        """Hold the landing locks of every upload of the names (folder, node): an upload's
-        complete and post-steps (move to the final name, trash of what it replaces) and a
-        change of the name here never interleave. Taken in one order (by job id), so two
-        renames never wait for each other."""
-        ids: set[int] = set()
-        for parent, node in names:
-            assert parent.file_id is not None
-            ids |= {j.id for j in self.journal.name_jobs(parent.file_id, node.drive_name)}
+        """Hold what a change of the names (folder, node) must not interleave with: first
+        the files' version locks, their closed versions queued (``Versions.settled``: none
+        is queued under a name mid-change), then the landing locks of every upload of the
+        names (an upload's complete and post-steps, the move to the final name and the
+        trash of what it replaces, never interleave with the change). Each kind is taken
+        in one order (inode, job id), so two renames never wait for each other."""
         async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.versions.settled(*(n for _, n in names)))
+            ids: set[int] = set()
+            for parent, node in names:
+                assert parent.file_id is not None
+                ids |= {j.id for j in self.journal.name_jobs(parent.file_id, node.drive_name)}
             for job_id in sorted(ids):
                 await stack.enter_async_context(self.uploader.landing(job_id))
             yield
@@ -446,7 +450,7 @@ class Core:
         node = await self.ns.child(parent, name)
         if node.is_dir:
             raise IsDirError(f"is a folder: {self.ns.remote_path(parent, name)}")
-        async with self.versions.settled(node), self._landing_of((parent, node)):
+        async with self._landing_of((parent, node)):
             await self._drop(parent, node)
             self.inodes.detach(node)
         if parent.file_id == RECOVERED_ID:
@@ -512,7 +516,7 @@ class Core:
         names = [(src_parent, node)]
         if target is not None and not target.is_dir:
             names.append((dst_parent, target))
-        async with self.versions.settled(*(n for _, n in names)), self._landing_of(*names):
+        async with self._landing_of(*names):
             await self._rename_locked(src_parent, node, dst_parent, new, target)
         self.ns.touch_dir(src_parent)
         self.ns.touch_dir(dst_parent)
