@@ -21,7 +21,8 @@ Environment: ``PANFS_MODEL_SEQUENCES`` / ``PANFS_MODEL_MOUNT_SEQUENCES`` (counts
 ``PANFS_MODEL_LOG=1`` (the core's debug log of a failed sequence printed under it),
 ``PANFS_MODEL_REPLAY='[((op...), errno), ...]'`` (a failure's op list, shortened by
 hand), ``PANFS_MODEL_TRACE=1`` (time per step), ``PANFS_MODEL_NO_DELAYS=1``,
-``PANFS_MODEL_STRICT_SESSIONS=1`` (an open session fails the sequence). A failure
+``PANFS_MODEL_STRICT_SESSIONS=1`` (an open session fails the sequence),
+``PANFS_MODEL_PROFILE`` (the in-process sequences' drive server profile, e.g. ``strict``). A failure
 prints its seed, the command that replays it and the op list.
 """
 
@@ -164,7 +165,9 @@ async def _core_sequence(
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.timeout(1800)  # a hang guard sized for PANFS_TEST_FULL=1, not a speed limit
 async def test_model_core(tmp_path: Path) -> None:
-    with DriveServer(tmp_path / "drive", "--no-rate-limits") as drive:
+    profile = os.environ.get("PANFS_MODEL_PROFILE")  # a drive server profile (e.g. strict)
+    args = ("--profile", profile) if profile else ()
+    with DriveServer(tmp_path / "drive", "--no-rate-limits", *args) as drive:
         await _model_core(tmp_path, drive)
 
 
