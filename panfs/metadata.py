@@ -136,11 +136,14 @@ def open_db(path: Path) -> sqlite3.Connection:
 def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """One commit for the writes inside: like ``with conn:``, but a block entered while a
     transaction is open joins it (the outermost block commits, or rolls everything back),
-    so several stores' writes of one step cost one commit."""
+    so several stores' writes of one step cost one commit. The write lock is taken at the
+    start (``BEGIN IMMEDIATE``): a block that reads before it writes would otherwise be
+    refused at its first write, at once and without the busy wait, whenever another
+    connection (``panfs umount --wait``, ``status``, ``retry``) wrote since its read."""
     if conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN")
+    conn.execute("BEGIN IMMEDIATE")
     try:
         yield
         conn.commit()
