@@ -217,6 +217,7 @@ class Journal:
         supersede: bool = True,
         set_aside: bool = False,
         ident: Identity | None = None,
+        error: str | None = None,
     ) -> tuple[Job, list[int]]:
         """Queue a version of (folder, name). In the same transaction every older unlanded
         job of that name is superseded (one name, one landing); the drive file such a job
@@ -225,7 +226,7 @@ class Journal:
         delay (the scheduler leaves the job alone until then). ``set_aside``: older failed
         or interrupted versions (their bytes are on no drive) go to the recovery folder
         instead of being superseded. ``ident``: the source's ``identity``, when the caller
-        took it already (off the trio thread)."""
+        took it already (off the trio thread). ``error``: why it is queued interrupted."""
         size, mtime_ns, inode, fp = ident or identity(source)
         now = time.time()
         with transaction(self.conn):  # or joins the caller's (one commit for a whole close)
@@ -254,8 +255,8 @@ class Journal:
                     self._doom(r, f"replaced by a newer version of {remote_path}", now)
             cur = self.conn.execute(
                 "INSERT INTO jobs (source, size, mtime_ns, inode, fingerprint, parent_file_id,"
-                " name, remote_path, replaces_file_id, state, next_retry_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " name, remote_path, replaces_file_id, state, next_retry_at, error, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     source,
                     size,
@@ -268,6 +269,7 @@ class Journal:
                     replaces,
                     state,
                     not_before,
+                    error,
                     now,
                     now,
                 ),
@@ -285,7 +287,7 @@ class Journal:
             inode=inode, fingerprint=fp, parent_file_id=parent_file_id, name=name,
             remote_path=remote_path, replaces_file_id=replaces, state=state, file_id=None,
             upload_id=None, created_parent=None, created_name=None, part_size=None,
-            sent_bytes=0, error=None, next_retry_at=not_before, created_at=now, updated_at=now,
+            sent_bytes=0, error=error, next_retry_at=not_before, created_at=now, updated_at=now,
         )  # fmt: skip
         return job, ids
 

@@ -21,8 +21,10 @@ FUSE.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from panfs import crashpoint, durability
 from panfs.attrs import Attrs, AttrStore, drive_key, file_time_ns, version_key
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
-from panfs.errors import CacheFullError
+from panfs.errors import CacheFullError, LocalError
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
 from panfs.journal import RECOVERED_ID, Identity, Job, Journal, identity_fd
@@ -60,23 +62,60 @@ class _Closed:
     path: str
     done: trio.Event | None  # someone waits for it (None: the kernel's RELEASE, nobody)
     broken: str | None = None  # a write of this version failed: it is kept, not uploaded
-    error: Exception | None = None
+    error: Exception | None = None  # what the waiter is told
     ident: Identity | None = None  # its file's identity, taken with its fsync
+    fsynced: bool = False  # its fsync hop was done (a refused version is not fsynced again)
+    told: bool = False  # the waiter was told (a refused version is retried after that)
+    refusals: int = 0  # times the journal refused to queue it
+    refusal: LocalError | None = None  # why it refused, the last time
 
 
-def _fsync_and_identify(batch: list[_Closed]) -> dict[int, OSError]:
+def _fsync_and_identify(batch: list[_Closed]) -> None:
     """In a worker thread: fsync the batch's files (of linked nodes: an unlinked one is never
-    queued) and take each one's identity for its job row, both off the trio thread; the
-    failures by descriptor."""
+    queued) and take each one's identity for its job row, both off the trio thread. A file
+    that cannot be made durable is still queued, at once, as interrupted (kept, never
+    uploaded: its bytes may not be what was written), and its waiter is told."""
+    batch = [c for c in batch if not c.fsynced]
     fds = [c.fd for c in batch if c.node.linked]
     failed = durability.fsync_all(fds)
     for c in batch:
+        c.fsynced = True
         if c.node.linked and c.fd not in failed:
             try:
                 c.ident = identity_fd(c.fd)
             except OSError as e:
                 failed[c.fd] = e
-    return failed
+        if c.fd in failed:
+            why = failed[c.fd]
+            try:
+                c.ident = identity_fd(c.fd)
+            except OSError:
+                c.ident = (0, 0, 0, "")  # what it holds is unknown: no continuing matches it
+            c.broken = c.broken or f"its bytes could not be made durable ({why.strerror or why})"
+            c.error = LocalError(
+                f"cannot make {c.path} durable ({why.strerror or why}); it is kept, interrupted,"
+                " and not uploaded",
+                err=why.errno or errno.EIO,
+            )
+
+
+# seconds between two tries to queue a version the journal refused (a full or failing
+# state disk), doubling up to the second
+REQUEUE_FIRST, REQUEUE_MAX = 0.5, 8.0
+
+
+def _refused(path: str, e: sqlite3.Error | OSError) -> LocalError:
+    """What a waiter is told when the journal refused its version: one clear line."""
+    if isinstance(e, OSError):
+        why, err = e.strerror or str(e), e.errno or errno.EIO
+    else:
+        full = getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        why, err = str(e), errno.ENOSPC if full else errno.EIO
+    return LocalError(
+        f"cannot record the closed file {path} in the state database ({why}); it is kept "
+        "and queued as soon as the state disk takes it",
+        err=err,
+    )
 
 
 class Versions:
@@ -118,6 +157,7 @@ class Versions:
         # versions of a file whose next version holds its lock, in close order, per inode
         self._behind: dict[int, list[_Closed]] = {}
         self._fsyncing: list[_Closed] = []  # taken from the queue, their fsync hop under way
+        self._retrying: set[int] = set()  # inodes whose ``_behind`` a task works through
         self._fsynced = trio.Event()  # set at the end of each fsync hop
         uploader.on_job_end.append(self.job_ended)
 
@@ -381,12 +421,18 @@ class Versions:
         if not mine:
             return
         self._closed = [c for c in self._closed if c.node is not node]
-        failed = await trio.to_thread.run_sync(_fsync_and_identify, mine)
-        for c in mine:
-            if c.fd in failed:
-                self._settle(c, failed[c.fd])
-            else:
-                self._publish_one(c, locked=True)
+        await trio.to_thread.run_sync(_fsync_and_identify, mine)
+        for i, c in enumerate(mine):
+            if not self._publish_one(c, locked=True):
+                if self._nursery is None:
+                    for rest in mine[i:]:
+                        self._settle(rest, rest.error)
+                else:  # it and the ones after it stay first in line, retried
+                    self._behind[node.ino] = mine[i:] + self._behind.get(node.ino, [])
+                    self._retry_behind(node)
+                # nothing newer of this file is made (or renamed, or unlinked) meanwhile
+                assert c.refusal is not None
+                raise c.refusal
 
     def drop_queue(self) -> None:
         """What waits to be queued is dropped as a SIGKILL drops it (its open-version rows
@@ -401,21 +447,23 @@ class Versions:
         take long) waits behind it in a task of its own, so no other file waits for it."""
         self._fsyncing += batch
         try:
-            failed = await trio.to_thread.run_sync(_fsync_and_identify, batch)
+            await trio.to_thread.run_sync(_fsync_and_identify, batch)
         finally:
             self._fsyncing = [c for c in self._fsyncing if c not in batch]
             self._fsynced.set()
             self._fsynced = trio.Event()
         for c in batch:
-            if c.fd in failed:
-                self._settle(c, failed[c.fd])
-            elif c.node.ino in self._behind or self._lock(c.node).locked():
+            if c.node.ino in self._behind or self._lock(c.node).locked():
                 if self._nursery is not None:
                     self._wait_behind(c)
                 else:  # no ``run`` (yet, or any more): wait for the holder here
                     await self._publish_locking(c)
+            elif self._publish_one(c):  # lock free: no checkpoint
+                pass
+            elif self._nursery is not None:
+                self._wait_behind(c)  # refused: retried, and later closes of it wait behind
             else:
-                self._publish_one(c)  # lock free: no checkpoint
+                self._settle(c, c.error)  # no ``run`` to retry it: the next start queues it
 
     def _wait_behind(self, c: _Closed) -> None:
         behind = self._behind.get(c.node.ino)
@@ -426,30 +474,48 @@ class Versions:
         assert self._nursery is not None
         self._nursery.start_soon(self._publish_behind, c.node)
 
+    def _retry_behind(self, node: Node) -> None:
+        """The versions of ``node`` in ``_behind`` get a task of their own (if none runs)."""
+        if self._nursery is not None and node.ino not in self._retrying:
+            self._nursery.start_soon(self._publish_behind, node)
+
     async def _publish_locking(self, c: _Closed) -> None:
         lock = self._lock(c.node)
         try:
             async with lock:
-                self._publish_one(c, locked=True)
+                if not self._publish_one(c, locked=True):
+                    self._settle(c, c.error)  # no ``run`` to retry it: the next start does
         finally:
             self._unlock_idle(c.node, lock)
 
     async def _publish_behind(self, node: Node) -> None:
+        """Queue the versions of ``node`` waiting behind its lock, in order; one the journal
+        refuses is tried again, with a growing pause, until it is queued (``run``'s nursery
+        ending, at unmount, leaves it to the last batch)."""
         lock = self._lock(node)
+        self._retrying.add(node.ino)
+        pause = REQUEUE_FIRST
         try:
             while True:
                 async with lock:  # (a writer of the next version may have queued them)
                     cs = self._behind.get(node.ino)
                     if not cs:
                         return
-                    c = cs.pop(0)
-                    if not cs:
-                        del self._behind[node.ino]
-                    self._publish_one(c, locked=True)
+                    queued = self._publish_one(cs[0], locked=True)
+                    if queued:
+                        cs.pop(0)
+                        if not cs:
+                            del self._behind[node.ino]
+                if not queued:
+                    await trio.sleep(pause)
+                    pause = min(pause * 2, REQUEUE_MAX)
         finally:
+            self._retrying.discard(node.ino)
             self._unlock_idle(node, lock)
 
-    def _publish_one(self, c: _Closed, *, locked: bool = False) -> None:
+    def _publish_one(self, c: _Closed, *, locked: bool = False) -> bool:
+        """Queue ``c``; False if the journal refused it (the state disk full or failing: it
+        stays to be retried, and its waiter is told now)."""
         lock = self._lock(c.node)
         try:
             if not locked:
@@ -459,23 +525,37 @@ class Versions:
             finally:
                 if not locked:
                     lock.release()
+        except (sqlite3.Error, OSError) as e:
+            c.refusals += 1
+            if c.refusals == 1:
+                log.error("cannot queue %s (%s); trying again", c.path, e)
+            c.refusal = _refused(c.path, e)
+            self._tell(c, c.refusal)
+            return False
         except Exception as e:
+            log.error("cannot queue %s (%s); left for the next start", c.path, e)
             self._settle(c, e)
         else:
-            self._settle(c, None)
+            if c.refusals:
+                log.warning("queued %s after %d refusal(s)", c.path, c.refusals)
+            self._settle(c, c.error)
         finally:
             if not locked:
                 self._unlock_idle(c.node, lock)
+        return True
+
+    def _tell(self, c: _Closed, error: Exception | None) -> None:
+        if not c.told:
+            c.told = True
+            c.error = error
+            if c.done is not None:
+                c.done.set()
 
     def _settle(self, c: _Closed, error: Exception | None) -> None:
         """The version is queued, or could not be (its open-version row stays: the next
-        start queues it); whoever waits is told."""
+        start queues it); whoever waits is told (if not told already)."""
         os.close(c.fd)
-        c.error = error
-        if error is not None and c.done is None:
-            log.error("cannot queue %s (%s); left for the next start", c.path, error)
-        if c.done is not None:
-            c.done.set()
+        self._tell(c, error)
 
     def _publish(
         self, node: Node, path: str, broken: str | None, ident: Identity | None = None
@@ -508,6 +588,7 @@ class Versions:
                     not_before=time.time() + self.delay if self.delay > 0 else None,
                     set_aside=True,
                     ident=ident,
+                    error=broken,
                 )
                 crashpoint.reach("publish_after_journal")
                 self.open_versions.remove(path)

@@ -103,7 +103,8 @@ def line(ov: Overview, f: FileState) -> str:
     if rate:
         out += f"  {human(rate)}/s  ETA {(f.size - f.sent) / rate:.0f}s"
     if f.state == "interrupted":
-        out += "  (its writer was cut off: re-copy it, or panfs forget it)"
+        why = "kept, not uploaded" if f.error else "its writer was cut off"
+        out += f"  ({why}: re-copy it, or panfs forget it)"
     if f.state == "closed":
         out += "  (closed; queued for upload"
         out += ")" if ov.daemon else " at the next mount)"

@@ -1,0 +1,110 @@
+"""A closed version the state disk refuses to queue: it must never wait for the next start.
+
+Two ways a close can fail to become a job, both at the edge of what we run (the disk):
+the version's fsync fails (its bytes may not be what was written: it is queued at once
+as interrupted, kept and never uploaded, and says why), or the journal refuses the row
+(a full or failing state disk: a temporary trigger makes SQLite refuse the insert; the
+version is tried again until the journal takes it, later versions of the file wait
+behind it, and a writer of a newer version is told at once instead of racing it).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from panfs import durability
+from panfs.commands.shared import line
+from panfs.overview import read as read_overview
+from panfs.versions import REQUEUE_FIRST
+from tests.model.test_core_windows import copies, core_in_w, poll, settle
+from tests.support.drive import DriveReader, DriveServer
+
+REFUSE = (
+    "CREATE TEMP TRIGGER refuse_jobs BEFORE INSERT ON main.jobs"
+    " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+)
+
+
+@pytest.fixture
+def drive(tmp_path: Path) -> Iterator[DriveServer]:
+    server = DriveServer(tmp_path / "drive")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def test_a_version_whose_fsync_fails_is_interrupted_at_once(
+    tmp_path: Path, drive: DriveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1 of ``a`` is on the drive; v2's fsync fails (EIO). v2 becomes an interrupted job
+    at once, with the reason (status shows it, ``umount --wait`` stops waiting for it);
+    the drive keeps v1; a re-copy then lands normally."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        await fs.write("a", b"1" * 1000)
+        await settle(fs, drive)
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        real = durability.fsync_all
+
+        def failing(fds: list[int]) -> dict[int, OSError]:
+            return {fd: OSError(errno.EIO, os.strerror(errno.EIO)) for fd in fds}
+
+        monkeypatch.setattr(durability, "fsync_all", failing)
+        await fs.write("a", b"2" * 2000)
+        await poll(lambda: bool(journal.jobs(("interrupted",))))
+        monkeypatch.setattr(durability, "fsync_all", real)
+        (job,) = journal.jobs(("interrupted",))
+        assert job.remote_path == "/w/a"
+        assert job.size == 2000
+        assert job.error is not None
+        assert "could not be made durable" in job.error
+        with trio.fail_after(60):  # a hang guard: nothing is left to wait for
+            await fs.wait_idle()
+        db = journal.conn.execute("PRAGMA database_list").fetchone()[2]
+        ov = read_overview(Path(db))  # what panfs status reads
+        (f,) = [f for f in ov.files if f.path == "/w/a"]
+        assert f.state == "interrupted"
+        assert "kept, not uploaded" in line(ov, f)
+        assert reader.read("/w/a") == b"1" * 1000  # never the bytes that may be wrong
+        await fs.write("a", b"3" * 3000)  # copied again: lands
+        await settle(fs, drive)
+    assert copies(reader, "/w", "a") == [3000]
+
+
+async def test_a_version_the_journal_refuses_is_queued_once_it_takes_it(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """The journal refuses v1 of ``a`` (and keeps refusing for a while): v1 is retried, not
+    left for the next start; a writer that truncates ``a`` meanwhile is told at once (its
+    version would race the refused one); once the journal takes rows again, v1 is queued
+    and uploaded without a restart, and a newer version lands after it."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        journal.conn.execute(REFUSE)
+        await fs.write("a", b"1" * 1000)  # released: the close queue meets the refusal
+        await poll(lambda: fs.core.versions.closing and not journal.jobs())
+        await trio.sleep(REQUEUE_FIRST * 2)  # a retry, still refused
+        assert not journal.jobs()
+        assert fs.core.versions.closing
+        with pytest.raises(OSError, match="state database") as e:
+            await fs.write("a", b"2" * 2000)  # would make v2 while v1 is not a job
+        assert e.value.errno == errno.EIO
+        assert await fs.read("a") == b"1" * 1000  # nothing the refused write did shows
+        journal.conn.execute("DROP TRIGGER refuse_jobs")  # the disk has room again
+        with trio.fail_after(60):  # a hang guard: the retries back off to seconds
+            await fs.wait_idle()
+        assert copies(reader, "/w", "a") == [1000]
+        await fs.write("a", b"3" * 3000)
+        await settle(fs, drive)
+    assert copies(reader, "/w", "a") == [3000]
+    assert reader.read("/w/a") == b"3" * 3000
