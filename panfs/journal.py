@@ -122,10 +122,19 @@ def identity_fd(fd: int) -> Identity:
     return st.st_size, st.st_mtime_ns, st.st_ino, h.hexdigest()
 
 
+# seconds a drive file that listings no longer hide is remembered (longer than any listing
+# request takes: one sent before it was unhidden must still hide it)
+UNHIDDEN_KEEP = 300.0
+
+
 class Journal:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.set_aside_count = 0  # versions moved to the recovery folder by this object
+        # drive files listings stopped hiding (moved to where the journal now says they
+        # stand, or trashed), with when (monotonic): a listing the drive made before then
+        # still shows them where they were (``unhidden_since``)
+        self._unhidden: dict[str, float] = {}
 
     # -- reading ---------------------------------------------------------------------
     def get(self, job_id: int) -> Job | None:
@@ -423,6 +432,7 @@ class Journal:
                 (file_id, now),
             )
             self.conn.execute("UPDATE doomed SET trashed_at = ? WHERE file_id = ?", (now, file_id))
+        self._unhide(file_id)
 
     def retire_superseded(self, job_id: int) -> str | None:
         """A superseded job that holds a drive file (its session may have completed): the
@@ -455,6 +465,18 @@ class Journal:
         hidden = {r[0] for r in rows}
         hidden.update(self.doomed())
         return hidden
+
+    def unhidden_since(self, since: float) -> set[str]:
+        """Drive files ``hidden_file_ids`` stopped naming at or after ``since`` (monotonic):
+        a listing asked for before then may show them where they no longer are (a file of
+        ours at the name it was moved away from, a file since trashed). No query."""
+        return {f for f, at in self._unhidden.items() if at >= since}
+
+    def _unhide(self, file_id: str) -> None:
+        now = time.monotonic()
+        if len(self._unhidden) > 64:
+            self._unhidden = {f: t for f, t in self._unhidden.items() if now - t < UNHIDDEN_KEEP}
+        self._unhidden[file_id] = now
 
     def lost_creates(self, parent_file_id: str) -> dict[str, float]:
         """Names in a folder where a create whose answer was lost may have made a file of a
@@ -737,6 +759,7 @@ class Journal:
                 " created_name = ?, rapid_at = NULL, updated_at = ? WHERE id = ?",
                 (file_id, parent_file_id, name, time.time(), job_id),
             )
+        self._unhide(file_id)  # (a move's step: no longer hidden where it was)
 
     def mark_done(self, job_id: int, size: int) -> None:
         """Only after complete returned and the server's SHA-1 equals ours."""

@@ -124,14 +124,15 @@ class Namespace:
             return folder.children
         for attempt in range(LIST_TRIES):
             gen = (folder.entries_gen, self.inodes.landings(folder.file_id))
+            asked = time.monotonic()
             items = await self.client.list_folder(folder.file_id)
             if (folder.entries_gen, self.inodes.landings(folder.file_id)) == gen:
-                self._merge(folder, items)
+                self._merge(folder, items, asked=asked)
                 break
             # an entry changed while the drive answered (a rename, an upload landing): the
             # answer may predate it, so it must not remove or revive names; ask again
             if attempt == LIST_TRIES - 1:
-                self._merge(folder, items, stale=True)
+                self._merge(folder, items, stale=True, asked=asked)
         folder.listed_at = self.clock()
         assert folder.children is not None
         return folder.children
@@ -186,14 +187,20 @@ class Namespace:
             )  # fmt: skip
         return best
 
-    def _merge(self, folder: Node, items: list[RemoteFile], stale: bool = False) -> None:
+    def _merge(
+        self, folder: Node, items: list[RemoteFile], stale: bool = False, asked: float = 0.0
+    ) -> None:
         """Fold a drive listing into ``folder``; local versions win. A ``stale`` listing
         (entries changed while it was answered) only adds names the folder lacks and
-        removes none. No await."""
+        removes none. ``asked``: when the listing was asked for (monotonic): a file of
+        ours hidden then (being moved, or doomed) stays hidden in it, though the journal
+        no longer hides it (its move or trash done meanwhile). No await."""
         if folder.children is None:
             folder.children = {}
         assert folder.file_id is not None
         hidden = self.journal.hidden_file_ids()
+        if asked:
+            hidden |= self.journal.unhidden_since(asked)
         lost = self.journal.lost_creates(folder.file_id)
         known = self.journal.file_ids() if lost else set()
         groups: dict[str, list[RemoteFile]] = {}

@@ -288,3 +288,41 @@ async def test_mkdir_over_a_name_an_upload_was_renamed_away_from(
         ("a", "folder"),
         ("x", "file"),
     ]
+
+
+async def test_a_listing_answered_across_a_landed_uploads_move_hides_it(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``a`` (v1 on the drive) gets v2; the drive completes v2's file (it stands as a second
+    ``a`` there) and answers late; meanwhile ``a`` is renamed to ``x``. A listing the drive
+    makes in that moment but answers later still, past v2's landing and its move to ``x``
+    (the trash of v1 that follows held), must not show ``a`` again: the file was hidden
+    when that listing was asked for, so it stays hidden in it, though the journal no longer
+    hides it (model seed 34 under load: ``['a', 'x']``)."""
+    reader = DriveReader(drive)
+    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY, mount={"list_ttl": 0.001})
+    await fs.start()
+    try:
+        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+        await fs.write("a", b"1" * 1000)
+        await settle(fs, drive)
+        drive.set_faults([{"op": "complete", "action": "answer_after", "ms": 1000}])
+        await fs.write("a", b"2" * 2000)
+        await poll(lambda: sorted(copies(reader, "/w", "a")) == [1000, 2000], thread=True)
+        await fs.rename("a", "x")  # v1 moved to x; v2 retargeted, its file still at a
+        w = {"parent_file_id": (reader.get("/w") or {})["file_id"]}  # listings of /w alone
+        drive.set_faults(
+            [
+                {"op": "complete", "action": "answer_after", "ms": 1000},
+                {"op": "list", "action": "answer_after", "ms": 2000, "times": 1, "match": w},
+                {"op": "trash", "action": "delay", "ms": 3000},  # v1's, after the move
+            ]
+        )
+        assert await fs.listdir("") == ["x"]
+        await settle(fs, drive)
+        assert await fs.listdir("") == ["x"]
+        assert await fs.read("x") == b"2" * 2000
+    finally:
+        drive.set_faults([])
+        await fs.stop()
+    assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("x", 2000)]
