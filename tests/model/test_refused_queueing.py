@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ REFUSE = (
     "CREATE TEMP TRIGGER refuse_jobs BEFORE INSERT ON main.jobs"
     " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
 )
-
-
-@pytest.fixture
-def drive(tmp_path: Path) -> Iterator[DriveServer]:
-    server = DriveServer(tmp_path / "drive")
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 async def test_a_version_whose_fsync_fails_is_interrupted_at_once(
