@@ -478,21 +478,23 @@ class Journal:
             self._unhidden = {f: t for f, t in self._unhidden.items() if now - t < UNHIDDEN_KEEP}
         self._unhidden[file_id] = now
 
-    def lost_creates(self, parent_file_id: str) -> dict[str, float]:
+    def lost_creates(self, parent_file_id: str) -> dict[str, list[tuple[float, int]]]:
         """Names in a folder where a create whose answer was lost may have made a file of a
         version now bound for another name, or superseded (that file is to be trashed):
-        {name: when the create was sent}. Listings hide new files of such a name that no
-        job or node knows until the upload adopts (and moves) or rules out the file, or the
-        reaper's sweep trashes it."""
+        {name: [(when the create was sent, the version's size)]}. Listings hide new files of
+        such a name and size that no job or node knows until the upload adopts (and moves)
+        or rules out the file, or the reaper's sweep trashes it."""
         rows = self.conn.execute(
-            "SELECT created_name, MIN(rapid_at) FROM jobs WHERE created_parent = ?"
+            "SELECT created_name, rapid_at, size FROM jobs WHERE created_parent = ?"
             " AND rapid_at IS NOT NULL AND file_id IS NULL AND state != 'done'"
             " AND (state = 'superseded' OR parent_file_id != created_parent"
-            "      OR name != created_name)"
-            " GROUP BY created_name",
+            "      OR name != created_name)",
             (parent_file_id,),
         ).fetchall()
-        return {r[0]: float(r[1]) for r in rows}
+        lost: dict[str, list[tuple[float, int]]] = {}
+        for name, sent, size in rows:
+            lost.setdefault(name, []).append((float(sent), int(size)))
+        return lost
 
     def session_at(self, parent_file_id: str, name: str) -> bool:
         """Has an upload session a file at (folder, name) that may complete any moment (its

@@ -261,12 +261,14 @@ class Namespace:
             if name not in seen and not node.dirty and not node.writers:
                 self.inodes.detach(node)
 
-    def _lost(self, item: RemoteFile, since: float, known: set[str]) -> bool:
-        """Maybe the file a lost create made: made since it was sent, and no job or node
-        stands for it (a newer version's own file of that name does)."""
+    def _lost(self, item: RemoteFile, lost: list[tuple[float, int]], known: set[str]) -> bool:
+        """Maybe the file a lost create made: of that version's size, made since its create
+        was sent, and no job or node stands for it (a newer version's own file of that name
+        does; after a restart, one that landed and is done is known by neither, but its
+        size tells it apart from a lost empty or rapid create of other bytes)."""
         if item.file_id in known or self.inodes.holding(item.file_id) is not None:
             return False
-        return _made_since(item, since)
+        return any(item.size == size and _made_since(item, sent) for sent, size in lost)
 
     def _known_elsewhere(self, file_id: str) -> bool:
         """A node already stands for this drive file (a scan: stale listings are rare)."""
