@@ -89,10 +89,16 @@ def part_sizes(size: int, part: int) -> list[int]:
 @contextlib.contextmanager
 def _unwrap_single() -> Iterator[None]:
     """A nursery wraps errors in a group; one error leaves it as itself (the scheduler
-    classifies ``RemoteError`` & co., not groups)."""
+    classifies ``RemoteError`` & co., not groups). Cancelled (a stop) while a task of it
+    failed (its source removed meanwhile): the cancellation goes on alone, or the failure,
+    left in a group once the cancel scope takes its ``Cancelled``, would escape every
+    handler and take the scheduler down."""
     try:
         yield
     except BaseExceptionGroup as group:
+        cancelled, _ = group.split(trio.Cancelled)
+        if cancelled is not None:
+            raise cancelled.exceptions[0] from None
         if len(group.exceptions) == 1:
             raise group.exceptions[0] from None
         raise
