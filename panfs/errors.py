@@ -19,7 +19,9 @@ The tree::
     │   ├── NotDirError             not a folder (ENOTDIR)
     │   ├── UnsupportedError        the drive cannot represent this (EPERM/ENOTSUP)
     │   ├── SourceChangedError      a local file changed under an upload
-    │   └── LockedError             another daemon owns this cache dir (EBUSY)
+    │   ├── LockedError             another daemon owns this cache dir (EBUSY)
+    │   └── StateError              the state database refused a write: its disk full
+    │                               (ENOSPC) or failing (EIO)
     ├── RemoteError                 anything the service answered or failed to answer
     │   ├── TransientError          worth retrying: 429, 5xx, gateway garbage, network
     │   │   ├── RateLimitedError    429, ``retry_after`` seconds
@@ -119,6 +121,11 @@ class SourceChangedError(LocalError):
 
 class LockedError(LocalError):
     errno = _errno.EBUSY
+
+
+class StateError(LocalError):
+    """The state database refused a write (full or failing disk): nothing of the step was
+    kept; the step may be tried again once the disk takes it."""
 
 
 class RemoteError(PanfsError):

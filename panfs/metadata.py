@@ -14,9 +14,18 @@ the trio thread only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+
+from panfs.errors import StateError
+
+# result codes of a write the database refused for a reason outside the SQL (``StateError``)
+_REFUSALS = {
+    sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+}  # fmt: skip
 
 SCHEMA_VERSION = 1
 
@@ -139,17 +148,30 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     so several stores' writes of one step cost one commit. The write lock is taken at the
     start (``BEGIN IMMEDIATE``): a block that reads before it writes would otherwise be
     refused at its first write, at once and without the busy wait, whenever another
-    connection (``panfs umount --wait``, ``status``, ``retry``) wrote since its read."""
+    connection (``panfs umount --wait``, ``status``, ``retry``) wrote since its read.
+    A write the database refuses (its disk full, read-only or failing, the busy timeout) is
+    classified here: ``StateError``, with its errno; an error in the SQL itself stays
+    what it is (a bug)."""
     if conn.in_transaction:
         yield
         return
-    conn.execute("BEGIN IMMEDIATE")
     try:
-        yield
-        conn.commit()
-    except BaseException:
-        conn.rollback()  # also when the commit failed: never left open (every later
-        raise  # block would join it and nothing would commit again)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.commit()
+        except BaseException:
+            conn.rollback()  # also when the commit failed: never left open (every later
+            raise  # block would join it and nothing would commit again)
+    except sqlite3.OperationalError as e:
+        code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+        if code not in _REFUSALS:
+            raise
+        full = code == sqlite3.SQLITE_FULL
+        raise StateError(
+            f"the state database refused a write ({e})",
+            err=errno.ENOSPC if full else errno.EIO,
+        ) from e
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:

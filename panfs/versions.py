@@ -24,7 +24,6 @@ import contextlib
 import errno
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from panfs import crashpoint, durability
 from panfs.attrs import Attrs, AttrStore, drive_key, file_time_ns, version_key
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
-from panfs.errors import CacheFullError, LocalError
+from panfs.errors import CacheFullError, LocalError, StateError
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
 from panfs.journal import RECOVERED_ID, Identity, Job, Journal, identity_fd
@@ -104,17 +103,14 @@ def _fsync_and_identify(batch: list[_Closed]) -> None:
 REQUEUE_FIRST, REQUEUE_MAX = 0.5, 8.0
 
 
-def _refused(path: str, e: sqlite3.Error | OSError) -> LocalError:
+def _refused(path: str, e: StateError | OSError) -> LocalError:
     """What a waiter is told when the journal refused its version: one clear line."""
-    if isinstance(e, OSError):
-        why, err = e.strerror or str(e), e.errno or errno.EIO
-    else:
-        full = getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-        why, err = str(e), errno.ENOSPC if full else errno.EIO
+    # (a StateError says what SQLite said; the line below names the state database)
+    why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e.__cause__ or e)
     return LocalError(
         f"cannot record the closed file {path} in the state database ({why}); it is kept "
         "and queued as soon as the state disk takes it",
-        err=err,
+        err=e.errno or errno.EIO,
     )
 
 
@@ -525,7 +521,7 @@ class Versions:
             finally:
                 if not locked:
                     lock.release()
-        except (sqlite3.Error, OSError) as e:
+        except (StateError, OSError) as e:
             c.refusals += 1
             if c.refusals == 1:
                 log.error("cannot queue %s (%s); trying again", c.path, e)

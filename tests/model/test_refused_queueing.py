@@ -3,9 +3,10 @@
 Two ways a close can fail to become a job, both at the edge of what we run (the disk):
 the version's fsync fails (its bytes may not be what was written: it is queued at once
 as interrupted, kept and never uploaded, and says why), or the journal refuses the row
-(a full or failing state disk: a temporary trigger makes SQLite refuse the insert; the
-version is tried again until the journal takes it, later versions of the file wait
-behind it, and a writer of a newer version is told at once instead of racing it).
+(a full, read-only or failing state disk: the core's connection is made read-only, so
+SQLite refuses every write as it would on such a disk; the version is tried again until
+the journal takes it, later versions of the file wait behind it, and a writer of a newer
+version is told at once instead of racing it).
 """
 
 from __future__ import annotations
@@ -23,11 +24,6 @@ from panfs.overview import read as read_overview
 from panfs.versions import REQUEUE_FIRST
 from tests.model.test_core_windows import copies, core_in_w, poll, settle
 from tests.support.drive import DriveReader, DriveServer
-
-REFUSE = (
-    "CREATE TEMP TRIGGER refuse_jobs BEFORE INSERT ON main.jobs"
-    " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
-)
 
 
 async def test_a_version_whose_fsync_fails_is_interrupted_at_once(
@@ -80,8 +76,10 @@ async def test_a_version_the_journal_refuses_is_queued_once_it_takes_it(
     async with core_in_w(drive, tmp_path) as fs:
         assert fs.rig is not None
         journal = fs.rig.journal
-        journal.conn.execute(REFUSE)
-        await fs.write("a", b"1" * 1000)  # released: the close queue meets the refusal
+        fh = await fs._open_for_write("a", b"1" * 1000)
+        await fs._call(fs.core.flush(fh))  # close() returned: its size and mtime recorded
+        journal.conn.execute("PRAGMA query_only = ON")  # the state disk refuses writes now
+        await fs._call(fs.core.release(fh, grouped=True))  # the close queue meets the refusal
         await trio.sleep(REQUEUE_FIRST * 2)  # refused, then retried: refused again
         assert not journal.jobs()
         assert fs.core.versions.closing
@@ -89,7 +87,7 @@ async def test_a_version_the_journal_refuses_is_queued_once_it_takes_it(
             await fs.write("a", b"2" * 2000)  # would make v2 while v1 is not a job
         assert e.value.errno == errno.EIO
         assert await fs.read("a") == b"1" * 1000  # nothing the refused write did shows
-        journal.conn.execute("DROP TRIGGER refuse_jobs")  # the disk has room again
+        journal.conn.execute("PRAGMA query_only = OFF")  # the disk takes writes again
         with trio.fail_after(60):  # a hang guard: the retries back off to seconds
             await fs.wait_idle()
         assert copies(reader, "/w", "a") == [1000]
