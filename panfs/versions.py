@@ -75,27 +75,25 @@ def _fsync_and_identify(batch: list[_Closed]) -> None:
     that cannot be made durable is still queued, at once, as interrupted (kept, never
     uploaded: its bytes may not be what was written), and its waiter is told."""
     batch = [c for c in batch if not c.fsynced]
-    fds = [c.fd for c in batch if c.node.linked]
-    failed = durability.fsync_all(fds)
+    failed = durability.fsync_all([c.fd for c in batch if c.node.linked])
     for c in batch:
         c.fsynced = True
-        if c.node.linked and c.fd not in failed:
-            try:
-                c.ident = identity_fd(c.fd)
-            except OSError as e:
-                failed[c.fd] = e
-        if c.fd in failed:
-            why = failed[c.fd]
-            try:
-                c.ident = identity_fd(c.fd)
-            except OSError:
-                c.ident = (0, 0, 0, "")  # what it holds is unknown: no continuing matches it
-            c.broken = c.broken or f"its bytes could not be made durable ({why.strerror or why})"
-            c.error = LocalError(
-                f"cannot make {c.path} durable ({why.strerror or why}); it is kept, interrupted,"
-                " and not uploaded",
-                err=why.errno or errno.EIO,
-            )
+        if not c.node.linked:
+            continue
+        try:
+            c.ident = identity_fd(c.fd)  # (also of a file whose fsync failed)
+        except OSError as e:
+            failed.setdefault(c.fd, e)
+            c.ident = (0, 0, 0, "")  # what it holds is unknown: no continuing matches it
+        why = failed.get(c.fd)
+        if why is None:
+            continue
+        c.broken = c.broken or f"its bytes could not be made durable ({why.strerror or why})"
+        c.error = LocalError(
+            f"cannot make {c.path} durable ({why.strerror or why}); it is kept, interrupted,"
+            " and not uploaded",
+            err=why.errno or errno.EIO,
+        )
 
 
 # seconds between two tries to queue a version the journal refused (a full or failing
