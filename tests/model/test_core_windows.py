@@ -35,10 +35,15 @@ def copies(reader: DriveReader, folder: str, name: str) -> list[int]:
 
 
 @contextlib.asynccontextmanager
-async def core_in_w(drive: DriveServer, tmp_path: Path) -> AsyncIterator[CoreFS]:
-    """A core with no write-back delay working in a fresh drive folder ``/w``; stopped,
-    and the server's faults cleared, however the test ends."""
-    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY)
+async def core_in_w(
+    drive: DriveServer,
+    tmp_path: Path,
+    **sections: dict[str, object],
+) -> AsyncIterator[CoreFS]:
+    """A core with no write-back delay (and the config ``sections`` given) working in a
+    fresh drive folder ``/w``; stopped, and the server's faults cleared, however the test
+    ends."""
+    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY, **sections)
     await fs.start()
     try:
         await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
@@ -300,10 +305,7 @@ async def test_a_listing_answered_across_a_landed_uploads_move_hides_it(
     when that listing was asked for, so it stays hidden in it, though the journal no longer
     hides it (model seed 34 under load: ``['a', 'x']``)."""
     reader = DriveReader(drive)
-    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY, mount={"list_ttl": 0.001})
-    await fs.start()
-    try:
-        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
+    async with core_in_w(drive, tmp_path, mount={"list_ttl": 0.001}) as fs:
         await fs.write("a", b"1" * 1000)
         await settle(fs, drive)
         drive.set_faults([{"op": "complete", "action": "answer_after", "ms": 1000}])
@@ -322,9 +324,6 @@ async def test_a_listing_answered_across_a_landed_uploads_move_hides_it(
         await settle(fs, drive)
         assert await fs.listdir("") == ["x"]
         assert await fs.read("x") == b"2" * 2000
-    finally:
-        drive.set_faults([])
-        await fs.stop()
     assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("x", 2000)]
 
 
