@@ -469,14 +469,24 @@ class Journal:
     def unhidden_since(self, since: float) -> set[str]:
         """Drive files ``hidden_file_ids`` stopped naming at or after ``since`` (monotonic):
         a listing asked for before then may show them where they no longer are (a file of
-        ours at the name it was moved away from, a file since trashed). No query."""
-        return {f for f, at in self._unhidden.items() if at >= since}
+        ours at the name it was moved away from, a file since trashed). No query; only the
+        newest entries are read (they are kept in time order)."""
+        out: set[str] = set()
+        for f in reversed(self._unhidden):
+            if self._unhidden[f] < since:
+                break
+            out.add(f)
+        return out
 
     def _unhide(self, file_id: str) -> None:
         now = time.monotonic()
-        if len(self._unhidden) > 64:
-            self._unhidden = {f: t for f, t in self._unhidden.items() if now - t < UNHIDDEN_KEEP}
+        self._unhidden.pop(file_id, None)  # to the end: the dict stays in time order
         self._unhidden[file_id] = now
+        while self._unhidden:  # the oldest go first
+            oldest = next(iter(self._unhidden))
+            if now - self._unhidden[oldest] < UNHIDDEN_KEEP:
+                break
+            del self._unhidden[oldest]
 
     def lost_creates(self, parent_file_id: str) -> dict[str, list[tuple[float, int]]]:
         """Names in a folder where a create whose answer was lost may have made a file of a
