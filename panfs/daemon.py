@@ -119,7 +119,10 @@ class _Reporter:
         acked = self.journal.acked_since(self.last_ack)
         if acked is not None:
             self.last_ack = acked
-        down = bool(erroring) and now - self.last_ack >= self.grace
+        # a new try clears its job's error while it runs: once down, the drive stays down
+        # until it acknowledges a part, or nothing waits for it any more
+        retrying = bool(erroring) or (self.written and acked is None and self.journal.busy())
+        down = retrying and now - self.last_ack >= self.grace
         if down and not self.written:
             drive_health.write(self.state_dir, self.last_ack, erroring[0].error or "")
             self.written = True

@@ -60,6 +60,10 @@ def test_errors_between_acks_are_not_an_outage(
         assert health.read(tmp_path) is None
         rep.check(last + 81)
         assert health.read(tmp_path) == {"since": last + 50, "error": "timed out"}
+        # a new try starts (its error cleared while it runs): still down, nothing was acked
+        journal.set_state(job.id, "uploading")
+        rep.check(last + 81.5)
+        assert health.read(tmp_path) == {"since": last + 50, "error": "timed out"}
         # the job fails for good: nothing is retried, nothing is unreachable any more
         journal.set_state(job.id, "failed", "HTTP 413")
         rep.check(last + 82)
