@@ -613,6 +613,18 @@ class Journal:
         with self.conn:
             self.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
+    def forget_done(self, job_id: int, file_id: str) -> None:
+        """A landed version's row goes; the file it landed as stays known (``file_ids``)
+        for ``2 * LATE``, across restarts: a lost create's search looking at the name then
+        (a file renamed onto it, with the same bytes) must not take it for its own."""
+        now = time.time()
+        with self.conn:
+            self.conn.execute("DELETE FROM landed WHERE at < ?", (now - 2 * LATE,))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO landed (file_id, at) VALUES (?, ?)", (file_id, now)
+            )
+            self.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
     # -- the upload session's writes -----------------------------------------------------
     def set_identity(self, job_id: int, ident: tuple[int, int, int, str]) -> None:
         size, mtime_ns, inode, fp = ident
@@ -757,7 +769,7 @@ class Journal:
         rows = self.conn.execute(
             "SELECT file_id FROM jobs WHERE file_id IS NOT NULL UNION"
             " SELECT replaces_file_id FROM jobs WHERE replaces_file_id IS NOT NULL"
-            " UNION SELECT file_id FROM doomed"
+            " UNION SELECT file_id FROM doomed UNION SELECT file_id FROM landed"
         ).fetchall()
         return {r[0] for r in rows}
 

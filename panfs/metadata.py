@@ -89,6 +89,12 @@ SCHEMA = [
     )
     """,
     """
+    CREATE TABLE IF NOT EXISTS landed (
+        file_id   TEXT PRIMARY KEY,             -- a drive file a version of ours landed as,
+        at        REAL NOT NULL                 --   its job done and gone: still ours for a
+    )                                           --   while (journal.Journal.forget_done)
+    """,
+    """
     CREATE TABLE IF NOT EXISTS doomed (
         file_id   TEXT PRIMARY KEY,             -- a drive file of ours no name may show again:
         reason    TEXT NOT NULL,                --   the reaper trashes it (retried until gone)

@@ -268,7 +268,7 @@ class Namespace:
         size tells it apart from a lost empty or rapid create of other bytes)."""
         if item.file_id in known or self.inodes.holding(item.file_id) is not None:
             return False
-        return any(item.size == size and _made_since(item, sent) for sent, size in lost)
+        return any(item.size == size and item.made_since(sent) for sent, size in lost)
 
     def _known_elsewhere(self, file_id: str) -> bool:
         """A node already stands for this drive file (a scan: stale listings are rare)."""
@@ -308,15 +308,3 @@ class Namespace:
         if a is not None:
             node.mode, node.uid, node.gid = a.mode, a.uid, a.gid
             node.atime_ns, node.mtime_ns = a.atime_ns, a.mtime_ns
-
-
-SKEW = 600.0  # seconds the drive's clock may be behind ours
-
-
-def _made_since(item: RemoteFile, since: float) -> bool:
-    """Was the drive file created at or after ``since`` (our clock)? Unknown: yes."""
-    try:
-        made = datetime.fromisoformat(item.created_at).timestamp()
-    except ValueError:
-        return True
-    return made >= since - SKEW

@@ -354,15 +354,17 @@ class UploadSession:
             items = await self.client.list_folder(job.created_parent)
         except RemoteNotFoundError:
             return False
-        known = self.journal.file_ids()
+        known = self.journal.file_ids()  # (ours, landed lately too: one renamed onto the name)
+        assert job.rapid_at is not None
         for f in sorted(items, key=lambda f: f.created_at, reverse=True):
             if f.name != job.created_name or f.is_dir or f.file_id in known:
                 continue
+            if not f.made_since(job.rapid_at):
+                continue  # there before the create was sent: someone's file renamed there
             if await self._same_content(job, f, self.digest):
                 log.info("%s: found the file a lost create made: adopted", job.remote_path)
                 await self._rapid_landed(f.file_id, job.created_parent, job.created_name)
                 return True
-        assert job.rapid_at is not None
         if time.time() - job.rapid_at < LATE:
             # the request may still be on its way or in the drive's hands (a crash or a
             # dropped connection does not stop it there): a second create now could make

@@ -689,7 +689,7 @@ class Versions:
                 node.file_id = file_id
         self.attrs.rekey(version_key(job.source), drive_key(file_id))
         self.clean.adopt(file_id, job.source, job.size)
-        self.journal.remove(job.id)
+        self.journal.forget_done(job.id, file_id)  # the file stays known a while
 
     def _in_use(self, path: str) -> bool:
         node = self.inodes.version_owner(path)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+CLOCK_SKEW = 600.0  # seconds the drive's clock may be behind ours
 
 
 def _int(d: dict[str, Any], key: str, default: int = 0) -> int:
@@ -31,6 +34,15 @@ class RemoteFile:
     @property
     def is_dir(self) -> bool:
         return self.type == "folder"
+
+    def made_since(self, since: float) -> bool:
+        """Was it created at or after ``since`` (our clock; the drive's may be behind by
+        ``CLOCK_SKEW``)? Unknown: yes."""
+        try:
+            made = datetime.fromisoformat(self.created_at).timestamp()
+        except ValueError:
+            return True
+        return made >= since - CLOCK_SKEW
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RemoteFile:

@@ -355,3 +355,32 @@ async def test_a_lost_empty_create_does_not_hide_a_newer_file_after_a_restart(
         await settle(fs, drive)  # the reaper trashes the lost create's empty file
         assert await fs.listdir("") == ["a"]
     assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("a", 7000)]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_lost_creates_search_never_takes_a_file_renamed_onto_the_name(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """An empty ``a``'s create is held by the drive when the daemon dies; after the restart
+    its upload waits for the file that create may still make. Meanwhile an empty ``x``
+    lands (its job done and gone) and is renamed over ``a``. The search for the lost
+    create's file finds ``x``'s file at ``a``, same size and bytes: it must not take it for
+    its own (it would land as a superseded version and trash it: ``a`` gone; model seed
+    146 beside a CPU hog): the drive ends with ``x``'s file as ``a``."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        drive.set_faults([{"op": "create", "action": "delay", "ms": 8000, "times": 1}])
+        await fs.write("a", b"")
+        assert fs.rig is not None
+        await poll(lambda: any(j.rapid_at for j in fs.rig.journal.jobs(("uploading",))))
+        await fs.kill()  # the create is held by the drive: its answer is lost
+        journal = fs.rig.journal
+        await fs.write("x", b"")
+        await poll(lambda: copies(reader, "/w", "x") == [0], thread=True)
+        await poll(lambda: not [j for j in journal.jobs(("pending", "uploading")) if j.name == "x"])
+        (landed,) = [i["file_id"] for i in reader.list("/w") if i["name"] == "x"]
+        await fs.rename("x", "a")  # over the empty a, whose create's file is looked for
+        await settle(fs, drive)
+        assert await fs.listdir("") == ["a"]
+        assert await fs.read("a") == b""
+    assert [(i["name"], i["file_id"]) for i in reader.list("/w")] == [("a", landed)]
