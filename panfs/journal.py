@@ -451,16 +451,18 @@ class Journal:
 
     # -- what listings may show -----------------------------------------------------------
     def hidden_file_ids(self) -> set[str]:
-        """Drive files no listing may show: doomed ones, those of
-        superseded versions (one may complete just before its session notices), and those
-        of versions not yet at their final name (created under an earlier name or folder),
-        in whatever folder the drive shows them: a move of one whose answer was lost (a
-        stop, a kill) left it in the new folder under its old name, which the journal
-        still records as where it was created."""
+        """Drive files no listing may show: doomed ones, those of versions not landed
+        (complete on the drive, its answer not yet checked, or lost to a stop: the name
+        stands for the file the version replaces until it lands, and a superseded one may
+        complete just before its session notices), and those of versions not yet at their
+        final name (created under an earlier name or folder), in whatever folder the drive
+        shows them: a move of one whose answer was lost (a stop, a kill) left it in the new
+        folder under its old name, which the journal still records as where it was
+        created."""
         rows = self.conn.execute(
             "SELECT file_id FROM jobs WHERE file_id IS NOT NULL"
-            " AND (state = 'superseded' OR parent_file_id != created_parent"
-            "      OR name != created_name)"
+            " AND (state = 'superseded' OR (landed_at IS NULL AND state != 'done')"
+            "      OR parent_file_id != created_parent OR name != created_name)"
         ).fetchall()
         hidden = {r[0] for r in rows}
         hidden.update(self.doomed())

@@ -43,7 +43,7 @@ async def core_in_w(
     """A core with no write-back delay (and the config ``sections`` given) working in a
     fresh drive folder ``/w``; stopped, and the server's faults cleared, however the test
     ends."""
-    fs = CoreFS(drive, tmp_path / "c", "w", **NO_DELAY, **sections)
+    fs = CoreFS(drive, tmp_path / "c", "w", **{**NO_DELAY, **sections})
     await fs.start()
     try:
         await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
@@ -384,3 +384,37 @@ async def test_a_lost_creates_search_never_takes_a_file_renamed_onto_the_name(
         assert await fs.listdir("") == ["a"]
         assert await fs.read("a") == b""
     assert [(i["name"], i["file_id"]) for i in reader.list("/w")] == [("a", landed)]
+
+
+async def test_a_new_version_never_replaces_the_file_of_an_unlanded_one(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``y`` (v1 on the drive) gets v2; the drive completes v2's file (a second ``y`` there)
+    but its answer is lost to a remount. After the restart, while v2's session is looked
+    at again, a listing shows both files. v3 (``>``) supersedes v2, an append reopens v3
+    before its upload starts, and ``y`` is renamed to ``c``. What stands for ``y`` on the
+    drive is v1's file, never v2's (not landed; trashed when its session finds it
+    superseded): the rename must move v1's, and v3 retire it. Before, the listing made
+    v2's file the node's, the reopened v3 was queued to replace it, and the rename moved
+    it: ``c`` went to the recycle bin with it and v1 stayed as ``y`` (model seed 110 under
+    load: the rename failed with EIO, the file in the recycle bin)."""
+    reader = DriveReader(drive)
+    sections = {"mount": {"list_ttl": 0.001}, "upload": {"delay": 0.5}}
+    async with core_in_w(drive, tmp_path, **sections) as fs:
+        await fs.write("y", b"1" * 1000)
+        await settle(fs, drive)
+        drive.set_faults([{"op": "complete", "action": "answer_after", "ms": 60_000}])
+        await fs.write("y", b"2" * 2000)
+        await poll(lambda: sorted(copies(reader, "/w", "y")) == [1000, 2000], thread=True)
+        drive.set_faults([{"op": "listUploadedParts", "action": "delay", "ms": 3000}])
+        await fs.remount()  # v2's answer is lost; its session is looked at again (held)
+        assert await fs.listdir("") == ["y"]  # the drive shows two files named y
+        await fs.write("y", b"3" * 3000)  # supersedes v2
+        await fs.append("y", b"4")  # v3 not sent yet: reopened in place
+        await fs.rename("y", "c")
+        assert await fs.listdir("") == ["c"]
+        await settle(fs, drive)
+        assert await fs.listdir("") == ["c"]
+        assert await fs.read("c") == b"3" * 3000 + b"4"
+    assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("c", 3001)]
+    assert reader.read("/w/c") == b"3" * 3000 + b"4"
