@@ -88,7 +88,27 @@ def test_a_file_on_its_way_to_its_name_is_hidden_in_any_folder(tmp_path: Path) -
                         parent_file_id="root", name="x")  # fmt: skip
         j.retarget(job.id, parent_file_id="C", name="b", remote_path="/c/b")
         assert "F" in j.hidden_file_ids()  # in / as x, or in c as x after the move
+        j.mark_landed(job.id)
+        assert "F" in j.hidden_file_ids()  # landed, its post-steps' move not done
         j.note_file(job.id, "F", "C", "b")  # at its name now
+        assert "F" not in j.hidden_file_ids()
+    finally:
+        db.close()
+
+
+def test_a_versions_file_is_hidden_until_it_lands(tmp_path: Path) -> None:
+    """Complete on the drive, its answer not yet checked (or lost to a stop): the name
+    stands for the file the version replaces until it lands."""
+    db = open_db(tmp_path / "j.db")
+    try:
+        j = jr.Journal(db)
+        job = _job(j, tmp_path, "x")
+        j.start_session(job.id, file_id="F", upload_id="U", part_size=1 << 20,
+                        parent_file_id="root", name="x")  # fmt: skip
+        assert "F" in j.hidden_file_ids()
+        j.mark_landed(job.id)
+        assert "F" not in j.hidden_file_ids()
+        j.mark_done(job.id, 10)
         assert "F" not in j.hidden_file_ids()
     finally:
         db.close()
