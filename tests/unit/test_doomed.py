@@ -5,6 +5,8 @@ more, then forgotten, and ``umount --wait`` waits for that second trash. A fake 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,20 @@ def _job(j: jr.Journal, tmp_path: Path, name: str) -> jr.Job:
     src.write_bytes(b"")
     job, _ = j.add(source=str(src), parent_file_id="root", name=name, remote_path=f"/{name}")
     return job
+
+
+@contextlib.contextmanager
+def _session_of_x(tmp_path: Path) -> Iterator[tuple[jr.Journal, jr.Job]]:
+    """A journal whose job for ``/x`` has a session: its drive file ``F``."""
+    db = open_db(tmp_path / "j.db")
+    try:
+        j = jr.Journal(db)
+        job = _job(j, tmp_path, "x")
+        j.start_session(job.id, file_id="F", upload_id="U", part_size=1 << 20,
+                        parent_file_id="root", name="x")  # fmt: skip
+        yield j, job
+    finally:
+        db.close()
 
 
 def test_a_file_whose_complete_went_unanswered_is_trashed_again_after_late(
@@ -80,35 +96,21 @@ def test_a_superseded_version_whose_create_answer_was_lost_keeps_umount_waiting(
 def test_a_file_on_its_way_to_its_name_is_hidden_in_any_folder(tmp_path: Path) -> None:
     """Created as /x, renamed to /c/b: the move of its post-steps may land (its answer lost
     to a stop) and leave it as /c/x; no listing, of / or of c, may show it by that name."""
-    db = open_db(tmp_path / "j.db")
-    try:
-        j = jr.Journal(db)
-        job = _job(j, tmp_path, "x")
-        j.start_session(job.id, file_id="F", upload_id="U", part_size=1 << 20,
-                        parent_file_id="root", name="x")  # fmt: skip
+    with _session_of_x(tmp_path) as (j, job):
         j.retarget(job.id, parent_file_id="C", name="b", remote_path="/c/b")
         assert "F" in j.hidden_file_ids()  # in / as x, or in c as x after the move
         j.mark_landed(job.id)
         assert "F" in j.hidden_file_ids()  # landed, its post-steps' move not done
         j.note_file(job.id, "F", "C", "b")  # at its name now
         assert "F" not in j.hidden_file_ids()
-    finally:
-        db.close()
 
 
 def test_a_versions_file_is_hidden_until_it_lands(tmp_path: Path) -> None:
     """Complete on the drive, its answer not yet checked (or lost to a stop): the name
     stands for the file the version replaces until it lands."""
-    db = open_db(tmp_path / "j.db")
-    try:
-        j = jr.Journal(db)
-        job = _job(j, tmp_path, "x")
-        j.start_session(job.id, file_id="F", upload_id="U", part_size=1 << 20,
-                        parent_file_id="root", name="x")  # fmt: skip
+    with _session_of_x(tmp_path) as (j, job):
         assert "F" in j.hidden_file_ids()
         j.mark_landed(job.id)
         assert "F" not in j.hidden_file_ids()
         j.mark_done(job.id, 10)
         assert "F" not in j.hidden_file_ids()
-    finally:
-        db.close()
