@@ -106,6 +106,16 @@ async def poll(pred: Callable[[], bool], thread: bool = False) -> None:
             await trio.sleep(0.005)  # (the state polled has no event to wait on)
 
 
+async def lose_an_empty_create(fs: CoreFS, drive: DriveServer, held_ms: int) -> None:
+    """An empty ``a`` is closed; its create (it makes the file at once) is held by the drive
+    for ``held_ms`` and the core is dropped like a SIGKILL meanwhile: its answer is lost."""
+    drive.set_faults([{"op": "create", "action": "delay", "ms": held_ms, "times": 1}])
+    await fs.write("a", b"")
+    assert fs.rig is not None
+    await poll(lambda: any(j.rapid_at for j in fs.rig.journal.jobs(("uploading",))))
+    await fs.kill()
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("superseded", [True, False], ids=["superseded", "renamed"])
 async def test_empty_create_in_flight_at_a_kill_after_a_rename(
@@ -340,11 +350,7 @@ async def test_a_lost_empty_create_does_not_hide_a_newer_file_after_a_restart(
     from a clean clone beside a CPU hog: ``a`` missing after a remount)."""
     reader = DriveReader(drive)
     async with core_in_w(drive, tmp_path) as fs:
-        drive.set_faults([{"op": "create", "action": "delay", "ms": 3000, "times": 1}])
-        await fs.write("a", b"")
-        assert fs.rig is not None
-        await poll(lambda: any(j.rapid_at for j in fs.rig.journal.jobs(("uploading",))))
-        await fs.kill()  # the create is held by the drive: its answer is lost
+        await lose_an_empty_create(fs, drive, 3000)
         await fs.write("a", b"7" * 7000)  # supersedes the empty version
         journal = fs.rig.journal
         await poll(lambda: 7000 in copies(reader, "/w", "a"), thread=True)
@@ -369,11 +375,7 @@ async def test_a_lost_creates_search_never_takes_a_file_renamed_onto_the_name(
     146 beside a CPU hog): the drive ends with ``x``'s file as ``a``."""
     reader = DriveReader(drive)
     async with core_in_w(drive, tmp_path) as fs:
-        drive.set_faults([{"op": "create", "action": "delay", "ms": 8000, "times": 1}])
-        await fs.write("a", b"")
-        assert fs.rig is not None
-        await poll(lambda: any(j.rapid_at for j in fs.rig.journal.jobs(("uploading",))))
-        await fs.kill()  # the create is held by the drive: its answer is lost
+        await lose_an_empty_create(fs, drive, 8000)
         journal = fs.rig.journal
         await fs.write("x", b"")
         await poll(lambda: copies(reader, "/w", "x") == [0], thread=True)
