@@ -94,6 +94,8 @@ SCHEMA = [
         at        REAL NOT NULL                 --   its job done and gone: still ours for a
     )                                           --   while (journal.Journal.forget_done)
     """,
+    # each landing drops the rows past 2 x LATE: found by time, not by a scan of them all
+    "CREATE INDEX IF NOT EXISTS landed_at ON landed(at)",
     """
     CREATE TABLE IF NOT EXISTS doomed (
         file_id   TEXT PRIMARY KEY,             -- a drive file of ours no name may show again:
