@@ -172,14 +172,46 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
             conn.rollback()  # also when the commit failed: never left open (every later
             raise  # block would join it and nothing would commit again)
     except sqlite3.OperationalError as e:
-        code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary result code
-        if code not in _REFUSALS:
+        if (refusal := _refusal(e)) is None:
             raise
-        full = code == sqlite3.SQLITE_FULL
-        raise StateError(
-            f"the state database refused a write ({e})",
-            err=errno.ENOSPC if full else errno.EIO,
-        ) from e
+        raise refusal from e
+
+
+@contextlib.contextmanager
+def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """Inside an open transaction (``transaction``): when the block raises, its writes
+    alone are undone and the transaction goes on, so that many steps can share one commit
+    and one of them still fail on its own. Refusals are classified as in ``transaction``.
+    After some refusals (a full or failing disk) SQLite has rolled the whole transaction
+    back: the caller checks ``conn.in_transaction`` before it goes on."""
+    assert conn.in_transaction
+    try:
+        conn.execute("SAVEPOINT step")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:  # (not rolled back whole by SQLite)
+                conn.execute("ROLLBACK TO step")
+                conn.execute("RELEASE step")
+            raise
+        conn.execute("RELEASE step")
+    except sqlite3.OperationalError as e:
+        if (refusal := _refusal(e)) is None:
+            raise
+        raise refusal from e
+
+
+def _refusal(e: sqlite3.OperationalError) -> StateError | None:
+    """A write the database refused, as ``StateError`` with its errno; None: an error in
+    the SQL itself (a bug), which stays what it is."""
+    code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code not in _REFUSALS:
+        return None
+    full = code == sqlite3.SQLITE_FULL
+    return StateError(
+        f"the state database refused a write ({e})",
+        err=errno.ENOSPC if full else errno.EIO,
+    )
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:

@@ -38,7 +38,7 @@ from panfs.errors import CacheFullError, LocalError, StateError
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
 from panfs.journal import RECOVERED_ID, Identity, Job, Journal, identity_fd
-from panfs.metadata import transaction
+from panfs.metadata import savepoint, transaction
 from panfs.pending import OpenVersions
 from panfs.uploader import Uploader
 
@@ -52,7 +52,7 @@ def _version(h: Handle) -> str | None:
     return h.version
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a version closed is itself, whatever its fields
 class _Closed:
     """A version whose last writer closed, waiting for ``Versions.run`` to queue it."""
 
@@ -446,7 +446,14 @@ class Versions:
             self._fsyncing = [c for c in self._fsyncing if c not in batch]
             self._fsynced.set()
             self._fsynced = trio.Event()
+        group: list[_Closed] = []  # ready, of distinct files: queued in one transaction
         for c in batch:
+            if any(g.node is c.node for g in group):
+                group = self._publish_group(group)  # (a file's versions: one at a time)
+            if self._ready(c):
+                group.append(c)
+                continue
+            group = self._publish_group(group)  # (what follows keeps its close order)
             if c.node.ino in self._behind or self._lock(c.node).locked():
                 if self._nursery is not None:
                     self._wait_behind(c)
@@ -458,6 +465,76 @@ class Versions:
                 self._wait_behind(c)  # refused: retried, and later closes of it wait behind
             else:
                 self._settle(c, c.error)  # no ``run`` to retry it: the next start queues it
+        self._publish_group(group)
+
+    def _ready(self, c: _Closed) -> bool:
+        """May ``c`` be queued in a group (``_publish_group``)? Its file's lock is free and
+        nothing of it waits behind, ``run`` retries a refusal, and queueing it is only the
+        journal's writes (a version whose name went, or with no record, is handled alone)."""
+        return (
+            self._nursery is not None
+            and c.node.ino not in self._behind
+            and not self._lock(c.node).locked()
+            and c.node.linked
+            and self.open_versions.get(c.path) is not None
+        )
+
+    def _publish_group(self, group: list[_Closed]) -> list[_Closed]:
+        """Queue ``group`` (versions of distinct files, each ``_ready``) in one transaction:
+        a burst of small files pays one commit, one write of the pages their rows share,
+        instead of one per file. Each is queued in a savepoint, so one the journal refuses
+        is refused alone (and retried behind its lock, as ``_publish_one``'s); a refused
+        commit refuses them all, before anything of them changed in memory. No await.
+        Returns a new, empty group."""
+        if len(group) < 2:
+            for c in group:
+                if not self._publish_one(c):
+                    self._wait_behind(c)
+            return []
+        conn = self.journal.conn
+        locks = [self._lock(c.node) for c in group]
+        for lock in locks:
+            lock.acquire_nowait()
+        applies: list[tuple[_Closed, Callable[[], None] | None]] = []
+        refused: list[tuple[_Closed, StateError | OSError]] = []
+        failed: list[tuple[_Closed, Exception]] = []
+        try:
+            try:
+                with transaction(conn):
+                    for c in group:
+                        if not conn.in_transaction:  # SQLite rolled it back whole
+                            raise StateError("the state database rolled back a transaction")
+                        try:
+                            with savepoint(conn):
+                                applies.append((c, self._queue(c.node, c.path, c.broken,
+                                                               c.ident)))  # fmt: skip
+                        except (StateError, OSError) as e:
+                            refused.append((c, e))
+                        except Exception as e:  # (as ``_publish_one``: for the next start)
+                            failed.append((c, e))
+                    if not conn.in_transaction:
+                        raise StateError("the state database rolled back a transaction")
+            except (StateError, OSError) as e:  # BEGIN or COMMIT: none of the group is queued
+                done = {id(c) for c, _ in refused + failed}
+                refused += [(c, e) for c in group if id(c) not in done]
+                applies = []
+            if refused or failed:
+                self.open_versions.reload()  # the rows as the commit (or rollback) left them
+            for c, apply in applies:
+                if apply is not None:
+                    apply()
+                self._queued(c)
+        finally:
+            for c, lock in zip(group, locks, strict=True):
+                lock.release()
+                self._unlock_idle(c.node, lock)
+        for c, err in failed:
+            log.error("cannot queue %s (%s); left for the next start", c.path, err)
+            self._settle(c, err)
+        for c, why in refused:
+            self._refuse(c, why)
+            self._wait_behind(c)
+        return []
 
     def _wait_behind(self, c: _Closed) -> None:
         behind = self._behind.get(c.node.ino)
@@ -520,23 +597,30 @@ class Versions:
                 if not locked:
                     lock.release()
         except (StateError, OSError) as e:
-            c.refusals += 1
-            if c.refusals == 1:
-                log.error("cannot queue %s (%s); trying again", c.path, e)
-            c.refusal = _refused(c.path, e)
-            self._tell(c, c.refusal)
+            self._refuse(c, e)
             return False
         except Exception as e:
             log.error("cannot queue %s (%s); left for the next start", c.path, e)
             self._settle(c, e)
         else:
-            if c.refusals:
-                log.warning("queued %s after %d refusal(s)", c.path, c.refusals)
-            self._settle(c, c.error)
+            self._queued(c)
         finally:
             if not locked:
                 self._unlock_idle(c.node, lock)
         return True
+
+    def _refuse(self, c: _Closed, e: StateError | OSError) -> None:
+        """The journal refused to queue ``c``: it stays to be retried; its waiter is told."""
+        c.refusals += 1
+        if c.refusals == 1:
+            log.error("cannot queue %s (%s); trying again", c.path, e)
+        c.refusal = _refused(c.path, e)
+        self._tell(c, c.refusal)
+
+    def _queued(self, c: _Closed) -> None:
+        if c.refusals:
+            log.warning("queued %s after %d refusal(s)", c.path, c.refusals)
+        self._settle(c, c.error)
 
     def _tell(self, c: _Closed, error: Exception | None) -> None:
         if not c.told:
@@ -556,16 +640,26 @@ class Versions:
     ) -> None:
         """Its bytes are on disk (fsynced, before its job row can be: a power cut must never
         leave a job whose file lost what it was queued with): queue it. No await."""
+        apply = self._queue(node, path, broken, ident)
+        if apply is not None:
+            apply()
+
+    def _queue(
+        self, node: Node, path: str, broken: str | None, ident: Identity | None
+    ) -> Callable[[], None] | None:
+        """``_publish``'s writes, in one transaction (or the caller's: ``_publish_group``);
+        returns what follows in memory, for the caller to do once they are committed (None:
+        nothing follows)."""
         v = self.open_versions.get(path)
         if not node.linked:
             self.open_versions.remove(path)
             if node.cache_path == path:
                 node.version_open = False
             self._discard(node, path)
-            return
+            return None
         if v is None:
             log.warning("no record of the version in %s; left for the next start", path)
-            return
+            return None
         parent = self.inodes[node.parent]
         assert parent.file_id is not None
         aside = self.journal.set_aside_count
@@ -590,20 +684,25 @@ class Versions:
         except BaseException:
             self.open_versions.reload()  # the rows as the rolled-back transaction left them
             raise
-        if self.journal.set_aside_count != aside:
-            self.on_aside()
-        node.job_id = job.id
-        log.debug("queued job %d %s replaces %s, superseding %s", job.id, job.remote_path,
-                  job.replaces_file_id, superseded)  # fmt: skip
-        if node.cache_path == path:
-            node.version_open = False
-        for old in superseded:
-            if old not in self.uploader.running:
-                self.job_ended(old)
-        if broken:
-            log.warning("not uploading %s: a write failed (%s)", job.remote_path, broken)
-            return
-        self.uploader.wake()
+        moved_aside = self.journal.set_aside_count != aside
+
+        def apply() -> None:
+            if moved_aside:
+                self.on_aside()
+            node.job_id = job.id
+            log.debug("queued job %d %s replaces %s, superseding %s", job.id,
+                      job.remote_path, job.replaces_file_id, superseded)  # fmt: skip
+            if node.cache_path == path:
+                node.version_open = False
+            for old in superseded:
+                if old not in self.uploader.running:
+                    self.job_ended(old)
+            if broken:
+                log.warning("not uploading %s: a write failed (%s)", job.remote_path, broken)
+                return
+            self.uploader.wake()
+
+        return apply
 
     def _discard(self, node: Node, path: str) -> None:
         """A version whose name went before it was queued: its bytes go with the last

@@ -22,6 +22,7 @@ from panfs import durability
 from panfs.commands.shared import line
 from panfs.overview import read as read_overview
 from panfs.versions import REQUEUE_FIRST
+from tests.model.adapters import CoreFS
 from tests.model.test_core_windows import copies, core_in_w, poll, settle
 from tests.support.drive import DriveReader, DriveServer
 
@@ -95,3 +96,65 @@ async def test_a_version_the_journal_refuses_is_queued_once_it_takes_it(
         await settle(fs, drive)
     assert copies(reader, "/w", "a") == [3000]
     assert reader.read("/w/a") == b"3" * 3000
+
+
+async def _close_together(fs: CoreFS, names: str, refuse: bool = False) -> None:
+    """Write each of ``names`` and close them in the same moment: their versions are queued
+    in one group (``Versions._publish_group``), one transaction for all. ``refuse``: the
+    state disk refuses writes from the moment their close() returned."""
+    fhs = [await fs._open_for_write(n, n.encode() * 1000) for n in names]
+    for fh in fhs:
+        await fs._call(fs.core.flush(fh))  # close() returned: its size and mtime recorded
+    if refuse:
+        assert fs.rig is not None
+        fs.rig.journal.conn.execute("PRAGMA query_only = ON")
+    for fh in fhs:
+        await fs._call(fs.core.release(fh, grouped=True))
+
+
+async def test_versions_closed_together_are_queued_together_and_one_failing_fails_alone(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``a``, ``b`` and ``c`` close in the same moment and are queued in one transaction.
+    ``b``'s queueing fails half-way (its job row written, then its open-version row will
+    not go): ``b`` alone is undone and left for the next start, ``a`` and ``c`` are
+    queued; after a restart ``b`` is queued once, and each file lands once."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        journal.conn.execute(
+            "CREATE TEMP TRIGGER refuse_b BEFORE DELETE ON open_versions WHEN OLD.name = 'b'"
+            " BEGIN SELECT RAISE(ABORT, 'refused for the test'); END"
+        )
+        await _close_together(fs, "abc")
+        await poll(lambda: not fs.core.versions.closing)
+        assert sorted(j.name for j in journal.jobs()) == ["a", "c"]  # none of b's writes
+        assert [v.name for v in fs.core.versions.open_versions.all()] == ["b"]
+        journal.conn.execute("DROP TRIGGER refuse_b")
+        await fs.remount()  # the next start queues b
+        await settle(fs, drive)
+    for n in "abc":
+        assert copies(reader, "/w", n) == [1000]
+        assert reader.read(f"/w/{n}") == n.encode() * 1000
+
+
+async def test_versions_closed_together_that_the_journal_refuses_are_all_queued_later(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """The state disk refuses writes while ``a``, ``b`` and ``c`` close together: none is
+    queued (nothing half-written), each is retried, and once the disk takes writes again
+    all three are queued without a restart and land once."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        await _close_together(fs, "abc", refuse=True)
+        await trio.sleep(REQUEUE_FIRST * 2)  # refused, then retried: refused again
+        assert not journal.jobs()
+        assert fs.core.versions.closing
+        journal.conn.execute("PRAGMA query_only = OFF")  # the disk takes writes again
+        with trio.fail_after(60):  # a hang guard: the retries back off to seconds
+            await fs.wait_idle()
+    for n in "abc":
+        assert copies(reader, "/w", n) == [1000]
