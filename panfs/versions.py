@@ -12,10 +12,10 @@ the first write, never at open and never on the trio thread. On the last close
 the version is fsynced and queued (``journal.add`` supersedes older unlanded
 versions of the name in the same transaction) with the write-back delay; while
 the mount runs ``run``, the kernel's RELEASE returns at once and ``run`` queues
-what closed in the same moment together, in close order, after one fsync hop. When an
-upload ends, a landed version's cache file becomes clean cache and a superseded
-one's goes. Must not: talk to the drive (the uploader and ``vfs.py`` do), or know
-FUSE.
+what closed in the same moment together, in close order, after one fsync hop, in one
+transaction (a savepoint each). When an upload ends, a landed version's cache file
+becomes clean cache and a superseded one's goes. Must not: talk to the drive (the
+uploader and ``vfs.py`` do), or know FUSE.
 """
 
 from __future__ import annotations
