@@ -115,6 +115,41 @@ def test_mount_killed_between_queueing_and_superseding(drive: DriveServer, tmp_p
 
 
 @pytest.mark.fuse
+def test_mount_killed_while_queueing_files_closed_together(
+    drive: DriveServer, tmp_path: Path
+) -> None:
+    """Small files closed in one moment are queued in one transaction; the daemon dies in
+    the middle of queueing them (the 5th version's job row written, the transaction not
+    committed): after the remount every file whose close() returned lands once, with its
+    bytes, and nothing else does."""
+    require_fuse()
+    m = Mounted(tmp_path / "m", drive, env={"PANFS_CRASH_AT": "publish_after_journal:5"})
+    try:
+        closed: dict[str, bytes] = {}
+        for i in range(20):
+            data = os.urandom(1000 + 97 * i)
+            try:
+                (m.path / f"f{i:02d}").write_bytes(data)
+            except OSError:
+                break  # the daemon is gone: this file's close() did not return
+            closed[f"f{i:02d}"] = data
+        assert m.proc is not None
+        m.proc.wait(10)
+        assert m.proc.returncode == -signal.SIGKILL
+        assert len(closed) >= 5  # five were queued (in part) before the kill
+        m.kill()
+        m.env = {}
+        m.remount()
+        m.wait_idle()
+        reader = DriveReader(drive)
+        assert _names(drive, "/") == sorted(closed)
+        for name, data in closed.items():
+            assert reader.read(f"/{name}") == data
+    finally:
+        m.close()
+
+
+@pytest.mark.fuse
 def test_mount_killed_after_close_before_release_queues_the_file(
     drive: DriveServer, tmp_path: Path
 ) -> None:
