@@ -521,8 +521,12 @@ class Versions:
             if refused or failed:
                 self.open_versions.reload()  # the rows as the commit (or rollback) left them
             for c, apply in applies:
-                if apply is not None:
-                    apply()
+                try:
+                    if apply is not None:
+                        apply()
+                except Exception as e:  # (as ``_publish_one``'s: the waiter is told)
+                    failed.append((c, e))
+                    continue
                 self._queued(c)
         finally:
             for c, lock in zip(group, locks, strict=True):
