@@ -163,7 +163,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     if conn.in_transaction:
         yield
         return
-    try:
+    with _classified():
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -171,10 +171,6 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         except BaseException:
             conn.rollback()  # also when the commit failed: never left open (every later
             raise  # block would join it and nothing would commit again)
-    except sqlite3.OperationalError as e:
-        if (refusal := _refusal(e)) is None:
-            raise
-        raise refusal from e
 
 
 @contextlib.contextmanager
@@ -185,7 +181,7 @@ def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
     After some refusals (a full or failing disk) SQLite has rolled the whole transaction
     back: the caller checks ``conn.in_transaction`` before it goes on."""
     assert conn.in_transaction
-    try:
+    with _classified():
         conn.execute("SAVEPOINT step")
         try:
             yield
@@ -195,23 +191,23 @@ def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
                 conn.execute("RELEASE step")
             raise
         conn.execute("RELEASE step")
+
+
+@contextlib.contextmanager
+def _classified() -> Iterator[None]:
+    """A write the database refused becomes ``StateError`` with its errno; an error in the
+    SQL itself (a bug) stays what it is."""
+    try:
+        yield
     except sqlite3.OperationalError as e:
-        if (refusal := _refusal(e)) is None:
+        code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+        if code not in _REFUSALS:
             raise
-        raise refusal from e
-
-
-def _refusal(e: sqlite3.OperationalError) -> StateError | None:
-    """A write the database refused, as ``StateError`` with its errno; None: an error in
-    the SQL itself (a bug), which stays what it is."""
-    code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary result code
-    if code not in _REFUSALS:
-        return None
-    full = code == sqlite3.SQLITE_FULL
-    return StateError(
-        f"the state database refused a write ({e})",
-        err=errno.ENOSPC if full else errno.EIO,
-    )
+        full = code == sqlite3.SQLITE_FULL
+        raise StateError(
+            f"the state database refused a write ({e})",
+            err=errno.ENOSPC if full else errno.EIO,
+        ) from e
 
 
 def _add_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:

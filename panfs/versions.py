@@ -449,11 +449,11 @@ class Versions:
         group: list[_Closed] = []  # ready, of distinct files: queued in one transaction
         for c in batch:
             if any(g.node is c.node for g in group):
-                group = self._publish_group(group)  # (a file's versions: one at a time)
+                self._publish_group(group)  # (a file's versions: one at a time)
             if self._ready(c):
                 group.append(c)
                 continue
-            group = self._publish_group(group)  # (what follows keeps its close order)
+            self._publish_group(group)  # (what follows keeps its close order)
             if c.node.ino in self._behind or self._lock(c.node).locked():
                 if self._nursery is not None:
                     self._wait_behind(c)
@@ -479,44 +479,44 @@ class Versions:
             and self.open_versions.get(c.path) is not None
         )
 
-    def _publish_group(self, group: list[_Closed]) -> list[_Closed]:
-        """Queue ``group`` (versions of distinct files, each ``_ready``) in one transaction:
-        a burst of small files pays one commit, one write of the pages their rows share,
-        instead of one per file. Each is queued in a savepoint, so one the journal refuses
-        is refused alone (and retried behind its lock, as ``_publish_one``'s); a refused
-        commit refuses them all, before anything of them changed in memory. No await.
-        Returns a new, empty group."""
-        if len(group) < 2:
-            for c in group:
+    def _publish_group(self, group: list[_Closed]) -> None:
+        """Queue ``group`` (versions of distinct files, each ``_ready``) in one transaction,
+        and empty it: a burst of small files pays one commit, one write of the pages their
+        rows share, instead of one per file. Each is queued in a savepoint, so one the
+        journal refuses is refused alone (and retried behind its lock, as ``_publish_one``'s);
+        a refused commit refuses them all, before anything of them changed in memory. No
+        await."""
+        members = group[:]
+        group.clear()
+        if len(members) < 2:
+            for c in members:
                 if not self._publish_one(c):
                     self._wait_behind(c)
-            return []
+            return
         conn = self.journal.conn
-        locks = [self._lock(c.node) for c in group]
+        locks = [self._lock(c.node) for c in members]
         for lock in locks:
             lock.acquire_nowait()
         applies: list[tuple[_Closed, Callable[[], None] | None]] = []
         refused: list[tuple[_Closed, StateError | OSError]] = []
-        failed: list[tuple[_Closed, Exception]] = []
+        failed: list[tuple[_Closed, Exception]] = []  # not queued: left for the next start
         try:
             try:
                 with transaction(conn):
-                    for c in group:
-                        if not conn.in_transaction:  # SQLite rolled it back whole
-                            raise StateError("the state database rolled back a transaction")
+                    for c in members:
                         try:
                             with savepoint(conn):
                                 applies.append((c, self._queue(c.node, c.path, c.broken,
                                                                c.ident)))  # fmt: skip
                         except (StateError, OSError) as e:
                             refused.append((c, e))
-                        except Exception as e:  # (as ``_publish_one``: for the next start)
+                        except Exception as e:  # (as ``_publish_one``)
                             failed.append((c, e))
-                    if not conn.in_transaction:
-                        raise StateError("the state database rolled back a transaction")
-            except (StateError, OSError) as e:  # BEGIN or COMMIT: none of the group is queued
+                        if not conn.in_transaction:  # SQLite rolled it all back (the disk)
+                            raise StateError("the state database rolled back a transaction")
+            except (StateError, OSError) as e:  # BEGIN or COMMIT: none of them is queued
                 done = {id(c) for c, _ in refused + failed}
-                refused += [(c, e) for c in group if id(c) not in done]
+                refused += [(c, e) for c in members if id(c) not in done]
                 applies = []
             if refused or failed:
                 self.open_versions.reload()  # the rows as the commit (or rollback) left them
@@ -524,12 +524,13 @@ class Versions:
                 try:
                     if apply is not None:
                         apply()
-                except Exception as e:  # (as ``_publish_one``'s: the waiter is told)
-                    failed.append((c, e))
-                    continue
-                self._queued(c)
+                except Exception as e:  # queued, but what follows in memory failed
+                    log.error("queued %s, then failed (%s)", c.path, e)
+                    self._settle(c, e)
+                else:
+                    self._queued(c)
         finally:
-            for c, lock in zip(group, locks, strict=True):
+            for c, lock in zip(members, locks, strict=True):
                 lock.release()
                 self._unlock_idle(c.node, lock)
         for c, err in failed:
@@ -538,7 +539,6 @@ class Versions:
         for c, why in refused:
             self._refuse(c, why)
             self._wait_behind(c)
-        return []
 
     def _wait_behind(self, c: _Closed) -> None:
         behind = self._behind.get(c.node.ino)
