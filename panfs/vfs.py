@@ -140,18 +140,25 @@ class Core:
         if name in await self.ns.listing(parent):
             raise ExistsError(f"exists: {self.ns.remote_path(parent, name)}")
         assert parent.file_id is not None
-        await self._clear_transit(parent.file_id, name)
-        res = await self.client.create_folder(parent.file_id, name, check_name_mode="refuse")
+        # an upload's session made under the name (its file renamed away since) may complete
+        # there any moment, and its post-steps move it on: the folder shares the name
+        shared = await self._clear_transit(parent.file_id, name)
+        shared = shared or self.journal.session_at(parent.file_id, name)
+        how = "ignore" if shared else "refuse"
+        res = await self.client.create_folder(parent.file_id, name, check_name_mode=how)
         if res.exist and self.journal.is_dead(res.file_id):
             # a file of ours whose name went, not yet trashed: finish that first
             self.journal.doom([res.file_id], "a folder takes its name")
             await self.client.trash(res.file_id)
             self.journal.trashed(res.file_id)
             res = await self.client.create_folder(parent.file_id, name, check_name_mode="refuse")
-        if res.exist and await self._held_by_dead(parent, name):
+        if res.exist and (
+            res.file_id in self.journal.hidden_file_ids() or await self._held_by_dead(parent, name)
+        ):
             # only files of ours listings hide hold the name (an upload renamed away while it
-            # ran, its file made there): the folder shares it until its post-steps move that
-            # file on, as a rename does
+            # ran, its file made there; the one the drive named may have moved on before a
+            # listing would show it): the folder shares it until its post-steps move that file
+            # on, as a rename does
             res = await self.client.create_folder(parent.file_id, name, check_name_mode="ignore")
         if res.exist:
             raise ExistsError(f"exists on the drive: {self.ns.remote_path(parent, name)}")

@@ -305,6 +305,42 @@ async def test_mkdir_over_a_name_an_upload_was_renamed_away_from(
     ]
 
 
+async def test_mkdir_refused_by_an_upload_that_moves_away_before_the_listing(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """``a`` is renamed to ``x`` while its upload sends (the session was made under ``a``);
+    ``mkdir a`` follows while the drive has completed the file at ``a`` and not yet
+    answered. Whatever the ``mkdir`` meets, the file there is ours, on its way to ``x``:
+    even when the drive's listing, asked after a refusal, is answered only once the
+    post-steps moved the file away (no clash left to see), the ``mkdir`` succeeds. The
+    drive ends with the folder ``a`` and the file ``x``."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        drive.set_faults(
+            [
+                {"op": "put_part", "action": "delay", "ms": 1000, "times": 1},
+                {"op": "complete", "action": "answer_after", "ms": 300, "times": 1},
+            ]
+        )
+        await fs.write("a", b"a" * 150_000)
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        await poll(lambda: any(j.upload_id for j in journal.jobs(("uploading",))))
+        await fs.rename("a", "x")
+        await poll(lambda: any(j.completing_at for j in journal.jobs(("uploading",))))
+        await trio.sleep(0.1)  # the complete is applied by now, its answer held
+        drive.set_faults([{"op": "list", "action": "delay", "ms": 1500, "times": 1}])
+        await fs.mkdir("a")
+        drive.set_faults([])
+        assert sorted(await fs.listdir("")) == ["a", "x"]
+        await settle(fs, drive)
+        assert await fs.read("x") == b"a" * 150_000
+    assert sorted((i["name"], i["type"]) for i in reader.list("/w")) == [
+        ("a", "folder"),
+        ("x", "file"),
+    ]
+
+
 async def test_a_listing_answered_across_a_landed_uploads_move_hides_it(
     tmp_path: Path, drive: DriveServer
 ) -> None:
