@@ -2,22 +2,40 @@
 (dirty: not yet on the drive) and ``CACHE_DIR/data`` (clean: re-downloadable).
 
 Owns: creating, copying, opening, writing, truncating and removing cache files,
+the spare empty files made ahead in idle time for new versions (``keep_spares``),
 and turning "disk full" into ``CacheFullError`` (ENOSPC) without losing what is
 already written. Must not: speak HTTP or know about the journal.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
+import logging
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
+import trio
+
 from panfs.errors import CacheFullError, LocalError
 
+log = logging.getLogger(__name__)
+
 CHECK_AT_MOST = 64 << 20  # bytes written between two looks at free space, at most
+# empty cache files made ahead (``keep_spares``) so that a CREATE opens one made already:
+# allocating a new inode is most of what a small file costs the thread that answers the
+# kernel (``docs/performance.md``). Kept across mounts: empty files nothing refers to are
+# taken back at start-up (``adopt_spare``). SPARES are kept; a burst of CREATEs that takes
+# them all doubles that, up to SPARES_MAX (an empty file costs an inode, no data block)
+SPARES = 1024
+SPARES_MAX = 8192
+# they are made only once no CREATE took one for this long, and the making stops at the next
+# one: made while CREATEs run, they would hold the folder's lock those wait for
+SPARES_IDLE = 0.5
 
 
 class Cache:
@@ -28,6 +46,14 @@ class Cache:
         self.clean_data = (clean_root or root) / "data"
         self.min_free = min_free  # headroom kept for the journal (and everyone else)
         self._budget = 0  # bytes that may be written before free space is looked at again
+        # paths of empty files made ahead (``keep_spares``): taken on the trio thread, added
+        # by one thread of their own (a deque's append and popleft are atomic)
+        self.spares_wanted = SPARES
+        self._spares: collections.deque[str] = collections.deque()
+        self._low = trio.Event()
+        self._stop = False
+        self._takes = 0  # CREATEs so far (the making stops when it changes)
+        self._drained = True  # no spares since they were last made
         for d in dict.fromkeys((self.data, self.clean_data)):
             try:
                 d.mkdir(parents=True, exist_ok=True)
@@ -57,12 +83,75 @@ class Cache:
     def create(self) -> tuple[str, int]:
         """A new, empty cache file, open for reading and writing: one ``open``, where
         ``new_file`` and ``open`` take two (the cost of a new small file is in syscalls)."""
+        self._takes += 1
+        while self._spares:
+            path = self._spares.popleft()
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except OSError:
+                continue  # removed meanwhile (by hand): the next, or a new one
+            if len(self._spares) < self.spares_wanted * 3 // 4:
+                self._low.set()
+            return path, fd
+        if not self._drained:  # a burst took them all: keep more
+            self._drained = True
+            self.spares_wanted = min(self.spares_wanted * 2, SPARES_MAX)
+        self._low.set()
         path = str(self.data / uuid.uuid4().hex)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
         except OSError as e:
             _raise(e, path)
         return path, fd
+
+    def adopt_spare(self, path: str) -> None:
+        """An empty cache file nothing refers to (found at start-up): a spare."""
+        self._spares.append(path)
+
+    async def keep_spares(self) -> None:
+        """Keep ``spares_wanted`` empty files made ahead for ``create``, for as long as the
+        mount lives. They are made by a thread of their own at the lowest priority (idle
+        time: on a busy machine it yields to everything else, on another core it costs
+        nothing), waited for however this task ends."""
+        token = trio.lowlevel.current_trio_token()
+        self._low.set()
+        while True:
+            await self._low.wait()
+            takes = -1
+            while takes != self._takes:  # until no CREATE for SPARES_IDLE
+                takes = self._takes
+                await trio.sleep(SPARES_IDLE)
+            self._low, self._drained = trio.Event(), False
+            done = trio.Event()
+
+            def fill() -> None:
+                try:
+                    with contextlib.suppress(OSError):
+                        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+                    self._make_spares(takes)
+                finally:
+                    with contextlib.suppress(trio.RunFinishedError):
+                        token.run_sync_soon(done.set)
+
+            threading.Thread(target=fill, name="panfs-spares", daemon=True).start()
+            try:
+                await done.wait()
+            finally:
+                if not done.is_set():
+                    self._stop = True
+                    with trio.CancelScope(shield=True):
+                        await done.wait()
+
+    def _make_spares(self, takes: int) -> None:
+        while len(self._spares) < self.spares_wanted and takes == self._takes and not self._stop:
+            path = str(self.data / uuid.uuid4().hex)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+            except OSError as e:  # (disk full, ...): ``create`` meets it and says so
+                log.debug("no spare cache file: %s", e)
+                return
+            os.close(fd)
+            self._spares.append(path)
 
     def new_clean_file(self) -> str:
         """An empty file for clean bytes (in the cache dir, not the state dir)."""

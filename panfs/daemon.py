@@ -215,6 +215,7 @@ async def run_mount(
                         nursery.start_soon(_on_signal, journal_changed)
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg.mount.read_memory)
+                        nursery.start_soon(cache.keep_spares)
                         nursery.start_soon(_widen_readahead, mountpoint, core.reads)
                         await nursery.start(core.versions.run)  # queues closed versions
                         syncer = Syncer(db, layout.journal, clean)

@@ -88,6 +88,9 @@ class Recovery:
         return interrupted
 
     def _remove_orphans(self) -> None:
+        """Cache files nothing refers to are removed, but empty ones in the dirty folder:
+        spares made ahead (``Cache.keep_spares``), or a version's file taken for a CREATE
+        the kill cut short before anything was written: they serve as spares again."""
         referenced = {v.cache_path for v in self.versions.all()}
         referenced |= {j.source for j in self.journal.jobs(LIVE)}
         referenced |= self.clean.paths()
@@ -96,6 +99,9 @@ class Recovery:
             for entry in os.scandir(folder):
                 name, path = entry.name, entry.path
                 if entry.is_file() and not name.startswith(".") and path not in referenced:
+                    if folder == self.cache.data and entry.stat().st_size == 0:
+                        self.cache.adopt_spare(path)  # empty: made ahead, or as good as
+                        continue
                     self.cache.remove(path)
                     removed += 1
         for key in self.attrs.version_keys():

@@ -13,6 +13,9 @@ getDownloadUrl and *.
 ``--baseline-code DIR``: also run the panfs rounds with the daemon from another source tree
 (e.g. `git archive` of an older commit), for before/after figures in the same run.
 ``--profile FILE``: record the daemon with py-spy during the first cp -r (collapsed stacks).
+``--settle S`` (default 2): seconds every mount (panfs, pass-through, rclone alike) is left
+alone between coming up and the copy, as a mount in use has been up a while (panfs makes its
+spare cache files then; 0 measures a copy started the moment the mount is up).
 ``--no-rclone`` leaves rclone out; ``--cp-only`` measures `cp -r` (and until on the drive) alone,
 for quick rounds while changing the write path.
 Needs root and /dev/fuse.
@@ -152,9 +155,11 @@ def panfs_round(
     code: str | None,
     profile: str | None,
     cp_only: bool = False,
+    settle: float = 0.0,
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     with PanfsMount(drive, tmp, upload={"rapid_upload": False}, code=code) as m:
+        time.sleep(settle)
         before = completes(drive)
         spy = None
         if profile:
@@ -190,7 +195,7 @@ def panfs_round(
     return out
 
 
-def passthrough_round(tmp: Path, src: Path) -> float:
+def passthrough_round(tmp: Path, src: Path, settle: float = 0.0) -> float:
     back, mnt = tmp / "pt-back", tmp / "pt-mnt"
     for d in (back, mnt):
         shutil.rmtree(d, ignore_errors=True)
@@ -200,6 +205,7 @@ def passthrough_round(tmp: Path, src: Path) -> float:
     )
     try:
         wait_mount(mnt, p)
+        time.sleep(settle)
         return run("cp", "-r", str(src), str(mnt / "cp"))
     finally:
         unmount(mnt, p, wait=10)
@@ -207,7 +213,7 @@ def passthrough_round(tmp: Path, src: Path) -> float:
 
 
 def rclone_round(
-    rclone: str, tmp: Path, src: Path, n: int, cp_only: bool = False
+    rclone: str, tmp: Path, src: Path, n: int, cp_only: bool = False, settle: float = 0.0
 ) -> dict[str, float]:
     served = tmp / "rc-remote"
     shutil.rmtree(served, ignore_errors=True)
@@ -215,6 +221,7 @@ def rclone_round(
     out: dict[str, float] = {}
     try:
         with RcloneMount(rclone, served, tmp) as rc:
+            time.sleep(settle)
 
             def uploaded(sub: str) -> bool:
                 files = sum(1 for p in (served / sub).rglob("*") if p.is_file())
@@ -278,6 +285,7 @@ def main() -> None:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--no-rclone", action="store_true")
     ap.add_argument("--cp-only", action="store_true")
+    ap.add_argument("--settle", type=float, default=2.0)
     a = ap.parse_args()
     rclone = None if a.no_rclone else shutil.which("rclone")
     results: dict[str, dict[str, list[float]]] = {}
@@ -302,16 +310,18 @@ def main() -> None:
                     note("local disk", {"cp -r": run("cp", "-r", str(src), str(dst))})
                     shutil.rmtree(dst)
                 elif which == "passthrough":
-                    note("pass-through", {"cp -r": passthrough_round(tmp, src)})
+                    note("pass-through", {"cp -r": passthrough_round(tmp, src, a.settle)})
                 elif which == "panfs":
                     prof = a.profile if r == 0 else None
-                    note("panfs", panfs_round(drive, tmp, src, a.files, None, prof, a.cp_only))
+                    note("panfs", panfs_round(drive, tmp, src, a.files, None, prof, a.cp_only,
+                                              a.settle))  # fmt: skip
                 elif which == "before":
                     note("panfs before", panfs_round(drive, tmp, src, a.files,
-                                                     a.baseline_code, None, a.cp_only))  # fmt: skip
+                                                     a.baseline_code, None, a.cp_only,
+                                                     a.settle))  # fmt: skip
                 else:
                     assert rclone is not None
-                    note("rclone", rclone_round(rclone, tmp, src, a.files, a.cp_only))
+                    note("rclone", rclone_round(rclone, tmp, src, a.files, a.cp_only, a.settle))
         finally:
             drive.close()
     print(f"machine load at the end: {os.getloadavg()[0]:.2f} (1 min average, 2 cores shared)")

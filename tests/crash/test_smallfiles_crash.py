@@ -4,14 +4,17 @@ remount, every one of them reaches the drive whole (a closed file survives a kil
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from panfs import cache as cache_mod
 from tests.fuse.conftest import Mounted
 from tests.support.drive import DriveReader
+from tests.support.procs import wait_for
 from tests.support.scale import pick
 
 pytestmark = [pytest.mark.fuse, pytest.mark.crash]
@@ -53,4 +56,35 @@ def test_kill_right_after_cp_r_of_500_small_files(mounted: Mounted, tmp_path: Pa
     }
     for rel in rng.sample(sorted(files), 10):  # and some read back whole
         assert reader.read(f"/tree/{rel}") == files[rel], rel
+    mounted.check_logs()
+
+
+def _empty_files(m: Mounted) -> set[str]:
+    return {
+        e.path for e in os.scandir(m.cache_dir / "data") if e.is_file() and not e.stat().st_size
+    }
+
+
+def test_spare_cache_files_outlive_a_kill_and_serve_after_it(mounted: Mounted) -> None:
+    """The empty cache files made ahead for CREATEs survive a SIGKILL (nothing refers to
+    them: the start-up takes them back as spares, it neither removes nor uploads them), and
+    the next file created takes one of them; only the files written reach the drive."""
+    wait_for(lambda: len(_empty_files(mounted)) >= cache_mod.SPARES, "the spares to be made")
+    (mounted.path / "a.txt").write_bytes(b"a" * 1000)
+    mounted.kill()
+    spares = _empty_files(mounted)
+    assert len(spares) >= cache_mod.SPARES - 1
+    mounted.remount()
+    (mounted.path / "b.txt").write_bytes(b"b" * 2000)
+    by_bytes = {e.path for e in os.scandir(mounted.cache_dir / "data") if e.stat().st_size == 2000}
+    assert by_bytes  # b.txt's cache file...
+    assert by_bytes <= spares  # ...is one made before the kill
+    mounted.wait_idle()
+    reader = DriveReader(mounted.drive)
+    assert sorted((i["name"], i["size"]) for i in reader.list("/")) == [
+        ("a.txt", 1000),
+        ("b.txt", 2000),
+    ]
+    assert reader.read("/b.txt") == b"b" * 2000
+    assert "nothing referred to" not in (mounted.cache_dir / "panfs.log").read_text()
     mounted.check_logs()
