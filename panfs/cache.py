@@ -115,6 +115,7 @@ class Cache:
         nothing), waited for however this task ends."""
         token = trio.lowlevel.current_trio_token()
         self._low.set()
+        self._stop = False
         while True:
             await self._low.wait()
             takes = -1
@@ -123,17 +124,10 @@ class Cache:
                 await trio.sleep(SPARES_IDLE)
             self._low, self._drained = trio.Event(), False
             done = trio.Event()
-
-            def fill() -> None:
-                try:
-                    with contextlib.suppress(OSError):
-                        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-                    self._make_spares(takes)
-                finally:
-                    with contextlib.suppress(trio.RunFinishedError):
-                        token.run_sync_soon(done.set)
-
-            threading.Thread(target=fill, name="panfs-spares", daemon=True).start()
+            threading.Thread(
+                target=self._make_spares, args=(takes, token, done), name="panfs-spares",
+                daemon=True,
+            ).start()  # fmt: skip
             try:
                 await done.wait()
             finally:
@@ -142,16 +136,26 @@ class Cache:
                     with trio.CancelScope(shield=True):
                         await done.wait()
 
-    def _make_spares(self, takes: int) -> None:
-        while len(self._spares) < self.spares_wanted and takes == self._takes and not self._stop:
-            path = str(self.data / uuid.uuid4().hex)
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
-            except OSError as e:  # (disk full, ...): ``create`` meets it and says so
-                log.debug("no spare cache file: %s", e)
-                return
-            os.close(fd)
-            self._spares.append(path)
+    def _make_spares(self, takes: int, token: trio.lowlevel.TrioToken, done: trio.Event) -> None:
+        """In the spares' thread: make them until there are enough, or a CREATE came since
+        the ``takes``-th; then ``done`` is set (on the trio thread)."""
+        try:
+            with contextlib.suppress(OSError):  # this thread only (Linux: a thread's nice)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            while len(self._spares) < self.spares_wanted and takes == self._takes:
+                if self._stop:
+                    return
+                path = str(self.data / uuid.uuid4().hex)
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+                except OSError as e:  # (disk full, ...): ``create`` meets it and says so
+                    log.debug("no spare cache file: %s", e)
+                    return
+                os.close(fd)
+                self._spares.append(path)
+        finally:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(done.set)
 
     def new_clean_file(self) -> str:
         """An empty file for clean bytes (in the cache dir, not the state dir)."""
