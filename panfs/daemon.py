@@ -25,7 +25,7 @@ from pathlib import Path
 import pyfuse3
 import trio
 
-from panfs import embedded, lock, mounts, sdnotify
+from panfs import embedded, lock, mounts, sdnotify, taskdump
 from panfs import health as drive_health
 from panfs.attrs import AttrStore
 from panfs.cache import Cache
@@ -71,11 +71,15 @@ async def _widen_readahead(mountpoint: Path, reads: ReadPath) -> None:
 
 
 async def _on_signal(wake: Callable[[], None]) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
+    sigs = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
+    with trio.open_signal_receiver(*sigs) as signals:
         async for signum in signals:
             if signum == signal.SIGUSR1:
                 log.info("the journal changed (panfs retry / forget): looking again")
                 wake()
+                continue
+            if signum == signal.SIGUSR2:
+                log.warning("what each task waits on (SIGUSR2):\n%s", taskdump.task_tree())
                 continue
             log.info("signal received: unmounting")
             pyfuse3.terminate()

@@ -16,6 +16,9 @@ import contextlib
 import errno
 import os
 import random
+import signal
+import threading
+import time
 from pathlib import Path
 
 from panfs.errors import PanfsError
@@ -211,18 +214,51 @@ class CoreFS:
         return [n.name for n in nodes]
 
 
+# a step of a mount sequence that takes this long is hung (a hang guard, not a speed limit:
+# steps take seconds, faults and retries included)
+HUNG = 300.0
+
+
 class MountFS:
-    """A real mount (``tests.fuse.conftest.Mounted``); the sequence works in ``base``."""
+    """A real mount (``tests.fuse.conftest.Mounted``); the sequence works in ``base``.
+
+    A watchdog thread (until ``close``): a step that takes ``HUNG`` seconds gets the
+    daemon's task tree (SIGUSR2, printed from its log), then the daemon is SIGKILLed so
+    that the blocked system call returns and the sequence fails where it hung."""
 
     def __init__(self, mounted, base: str) -> None:  # type: ignore[no-untyped-def]
         self.m = mounted
         self.base = base
+        self._step_at = time.monotonic()
+        self._closed = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, daemon=True)
+        self._watchdog.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._watchdog.join()
+
+    def _watch(self) -> None:
+        while not self._closed.wait(1.0):
+            if time.monotonic() - self._step_at < HUNG or self.m.proc is None:
+                continue
+            log = self.m.cache_dir / "panfs.log"
+            seen = log.stat().st_size if log.exists() else 0
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.m.proc.pid, signal.SIGUSR2)
+            time.sleep(2.0)
+            with contextlib.suppress(OSError), open(log, "rb") as f:
+                f.seek(seen)
+                dump = f.read().decode(errors="replace")
+                print(f"{self.base}: a step hung {HUNG:.0f} s; the daemon's tasks:\n{dump}")
+            self.m.kill()
+            self._step_at = time.monotonic()
 
     def _p(self, p: str) -> str:
         return str(self.m.path / self.base / p) if p else str(self.m.path / self.base)
 
     async def end_of_step(self, rng: random.Random) -> None:
-        pass
+        self._step_at = time.monotonic()
 
     async def write(self, p: str, data: bytes) -> None:
         with open(self._p(p), "wb") as f:

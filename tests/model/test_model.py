@@ -279,6 +279,7 @@ async def test_model_mount(tmp_path: Path, drive: DriveServer) -> None:
                 raise
             failures.append(str(e))
         finally:
+            fs.close()
             drive.set_faults([])
             m.close()
     _report(failures, count, longest)
