@@ -225,8 +225,8 @@ async def run_mount(
                         syncer = Syncer(db, layout.journal, clean)
                         core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s
                         nursery.start_soon(syncer.run)
-                        log.info("mounted %s (state %s, cache %s)", mountpoint, state_dir,
-                                 layout.cache_dir)  # fmt: skip
+                        log.info("mounted %s (pid %d, state %s, cache %s)", mountpoint,
+                                 os.getpid(), state_dir, layout.cache_dir)  # fmt: skip
                         ready()
                         sdnotify.notify("READY=1")
                         await pyfuse3.main()

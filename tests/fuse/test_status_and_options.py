@@ -360,3 +360,17 @@ def test_ro_mount_refuses_writes(tmp_path: Path, drive: DriveServer) -> None:
         assert os.listdir(m.path) == []
     finally:
         m.close()
+
+
+def test_sigusr2_logs_what_each_task_waits_on_and_the_mount_goes_on(mounted: Mounted) -> None:
+    assert mounted.proc is not None
+    log = mounted.cache_dir / "panfs.log"
+    assert f"(pid {mounted.proc.pid}," in log.read_text()  # the pid to send it to
+    os.kill(mounted.proc.pid, signal.SIGUSR2)
+    wait_for(lambda: "what each task waits on (SIGUSR2)" in log.read_text(), "the task dump")
+    dump = log.read_text().split("what each task waits on (SIGUSR2):", 1)[1]
+    assert "panfs/versions.py:" in dump  # the publisher, parked where it waits for closes
+    assert "panfs/daemon.py:" in dump
+    (mounted.path / "after.txt").write_bytes(b"still here")
+    assert (mounted.path / "after.txt").read_bytes() == b"still here"
+    mounted.check_logs(allow=("what each task waits on",))
