@@ -33,8 +33,9 @@ CHECK_AT_MOST = 64 << 20  # bytes written between two looks at free space, at mo
 # them all doubles that, up to SPARES_MAX (an empty file costs an inode, no data block)
 SPARES = 1024
 SPARES_MAX = 8192
-# they are made only once no CREATE took one for this long, and the making stops at the next
-# one: made while CREATEs run, they would hold the folder's lock those wait for
+# they are made only once no CREATE took one and nothing was written for this long, and the
+# making stops at the next: made while CREATEs run, they hold the folder's lock those wait
+# for; made while a big file is written or read, they compete with it
 SPARES_IDLE = 0.5
 
 
@@ -52,7 +53,7 @@ class Cache:
         self._spares: collections.deque[str] = collections.deque()
         self._low = trio.Event()
         self._stop = False
-        self._takes = 0  # CREATEs so far (the making stops when it changes)
+        self._used = 0  # CREATEs and writes so far (the making stops when it changes)
         self._drained = True  # no spares since they were last made
         for d in dict.fromkeys((self.data, self.clean_data)):
             try:
@@ -83,7 +84,7 @@ class Cache:
     def create(self) -> tuple[str, int]:
         """A new, empty cache file, open for reading and writing: one ``open``, where
         ``new_file`` and ``open`` take two (the cost of a new small file is in syscalls)."""
-        self._takes += 1
+        self._used += 1
         while self._spares:
             path = self._spares.popleft()
             try:
@@ -118,14 +119,14 @@ class Cache:
         self._stop = False
         while True:
             await self._low.wait()
-            takes = -1
-            while takes != self._takes:  # until no CREATE for SPARES_IDLE
-                takes = self._takes
+            used = -1
+            while used != self._used:  # until no CREATE and no write for SPARES_IDLE
+                used = self._used
                 await trio.sleep(SPARES_IDLE)
             self._low, self._drained = trio.Event(), False
             done = trio.Event()
             threading.Thread(
-                target=self._make_spares, args=(takes, token, done), name="panfs-spares",
+                target=self._make_spares, args=(used, token, done), name="panfs-spares",
                 daemon=True,
             ).start()  # fmt: skip
             try:
@@ -136,13 +137,13 @@ class Cache:
                     with trio.CancelScope(shield=True):
                         await done.wait()
 
-    def _make_spares(self, takes: int, token: trio.lowlevel.TrioToken, done: trio.Event) -> None:
-        """In the spares' thread: make them until there are enough, or a CREATE came since
-        the ``takes``-th; then ``done`` is set (on the trio thread)."""
+    def _make_spares(self, used: int, token: trio.lowlevel.TrioToken, done: trio.Event) -> None:
+        """In the spares' thread: make them until there are enough, or a CREATE or a write
+        came since the ``used``-th; then ``done`` is set (on the trio thread)."""
         try:
             with contextlib.suppress(OSError):  # this thread only (Linux: a thread's nice)
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            while len(self._spares) < self.spares_wanted and takes == self._takes:
+            while len(self._spares) < self.spares_wanted and used == self._used:
                 if self._stop:
                     return
                 path = str(self.data / uuid.uuid4().hex)
@@ -210,7 +211,13 @@ class Cache:
             return False
         return True
 
+    def writing(self) -> None:
+        """Bytes are about to be written to a cache file: the spares wait (their making
+        would compete with this writing for the disk and the CPU)."""
+        self._used += 1
+
     def pwrite(self, fd: int, data: bytes, off: int) -> int:
+        self._used += 1  # (``writing``)
         if self.min_free:
             self._check_free(len(data))
         try:

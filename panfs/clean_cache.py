@@ -140,6 +140,7 @@ class CleanCache:
         this file is being fetched whole and must survive eviction (even past the bound)."""
         if not data or (self.max_size <= 0 and not pin):
             return
+        self.cache.writing()
         if not self.cache.has_room(len(data)):
             return  # clean data never takes the headroom dirty data and the journal need
         e = self._entry(file_id, size)

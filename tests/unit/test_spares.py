@@ -98,3 +98,25 @@ def test_empty_files_nothing_refers_to_are_adopted_as_spares(tmp_path: Path) -> 
     path, fd = c.create()
     os.close(fd)
     assert path == str(p)
+
+
+async def test_writing_holds_the_making_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_mod, "SPARES_IDLE", 0.3)
+    c = Cache(tmp_path)
+    c.spares_wanted = 4
+    async with trio.open_nursery() as n:
+        n.start_soon(c.keep_spares)
+        await _until(lambda: len(_files(c)) == 4)
+        taken = set()
+        for _ in range(4):
+            path, fd = c.create()
+            os.close(fd)
+            taken.add(path)
+        for _ in range(10):  # a big file written (or read into the cache) for a second
+            c.writing()
+            await trio.sleep(0.1)
+            assert _files(c) == taken  # none made meanwhile
+        await _until(lambda: len(_files(c) - taken) >= 4)  # made once the writing paused
+        n.cancel_scope.cancel()
