@@ -6,7 +6,9 @@ next pool bigger; the task leaves no thread behind when cancelled."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +28,26 @@ async def _until(pred: object) -> None:
             await trio.sleep(0.01)  # (the thread that makes them has no event to wait on)
 
 
-async def test_creates_take_spares_each_once_and_empty(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cache_mod, "SPARES", 8)
+@contextlib.asynccontextmanager
+async def _making(tmp_path: Path, wanted: int) -> AsyncIterator[Cache]:
+    """A cache keeping ``wanted`` spares, made by the time it is yielded; stopped after."""
     c = Cache(tmp_path)
-    c.spares_wanted = 8
+    c.spares_wanted = wanted
     async with trio.open_nursery() as n:
         n.start_soon(c.keep_spares)
-        await _until(lambda: len(_files(c)) == 8)
+        await _until(lambda: len(_files(c)) == wanted)
+        yield c
+        n.cancel_scope.cancel()
+
+
+def _take(c: Cache) -> str:
+    path, fd = c.create()
+    os.close(fd)
+    return path
+
+
+async def test_creates_take_spares_each_once_and_empty(tmp_path: Path) -> None:
+    async with _making(tmp_path, 8) as c:
         made = _files(c)
         got = []
         for _ in range(8):
@@ -45,40 +58,41 @@ async def test_creates_take_spares_each_once_and_empty(
             got.append(path)
         assert set(got) == made
         assert len(got) == 8
-        path, fd = c.create()  # none left: a new one, made at once
-        os.close(fd)
-        assert path not in made
+        assert _take(c) not in made  # none left: a new one, made at once
         for p in got:
             assert await trio.Path(p).read_bytes() == p.encode()
-        n.cancel_scope.cancel()
 
 
 async def test_the_making_waits_for_a_pause_and_a_drained_pool_grows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cache_mod, "SPARES_IDLE", 0.3)
-    c = Cache(tmp_path)
-    c.spares_wanted = 4
-    async with trio.open_nursery() as n:
-        n.start_soon(c.keep_spares)
-        await _until(lambda: len(_files(c)) == 4)
+    async with _making(tmp_path, 4) as c:
         first = _files(c)
-        taken: list[str] = []
+        taken: set[str] = set()
         for _ in range(6):  # a burst: one CREATE every 0.1 s takes all four, then two more
-            path, fd = c.create()
-            os.close(fd)
-            taken.append(path)
+            taken.add(_take(c))
             await trio.sleep(0.1)
             # none made while the burst goes on (they would wait on the folder's lock)
-            assert _files(c) - first - set(taken) == set()
+            assert _files(c) - first - taken == set()
         assert c.spares_wanted == 8  # drained by a burst: twice as many next time
-        await _until(lambda: len(_files(c) - set(taken)) == 8)
-        n.cancel_scope.cancel()
+        await _until(lambda: len(_files(c) - taken) == 8)
 
 
-async def test_cancelled_while_making_the_thread_is_waited_for(
+async def test_writing_holds_the_making_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(cache_mod, "SPARES_IDLE", 0.3)
+    async with _making(tmp_path, 4) as c:
+        taken = {_take(c) for _ in range(4)}
+        for _ in range(10):  # a big file written (or read into the cache) for a second
+            c.writing()
+            await trio.sleep(0.1)
+            assert _files(c) == taken  # none made meanwhile
+        await _until(lambda: len(_files(c) - taken) >= 4)  # made once the writing paused
+
+
+async def test_cancelled_while_making_the_thread_is_waited_for(tmp_path: Path) -> None:
     c = Cache(tmp_path)
     c.spares_wanted = 100_000  # far more than are made before the cancel
     with trio.move_on_after(0.3):
@@ -95,28 +109,4 @@ def test_empty_files_nothing_refers_to_are_adopted_as_spares(tmp_path: Path) -> 
     p = c.data / "left-by-a-kill"
     p.write_bytes(b"")
     c.adopt_spare(str(p))
-    path, fd = c.create()
-    os.close(fd)
-    assert path == str(p)
-
-
-async def test_writing_holds_the_making_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(cache_mod, "SPARES_IDLE", 0.3)
-    c = Cache(tmp_path)
-    c.spares_wanted = 4
-    async with trio.open_nursery() as n:
-        n.start_soon(c.keep_spares)
-        await _until(lambda: len(_files(c)) == 4)
-        taken = set()
-        for _ in range(4):
-            path, fd = c.create()
-            os.close(fd)
-            taken.add(path)
-        for _ in range(10):  # a big file written (or read into the cache) for a second
-            c.writing()
-            await trio.sleep(0.1)
-            assert _files(c) == taken  # none made meanwhile
-        await _until(lambda: len(_files(c) - taken) >= 4)  # made once the writing paused
-        n.cancel_scope.cancel()
+    assert _take(c) == str(p)
