@@ -2,13 +2,14 @@
 
 Owns: walking trio's task tree from the root task and writing each task's name and the
 ``file:line function`` it awaits at, innermost last, indented by nursery depth. The
-daemon logs it on SIGUSR2 (``kill -USR2 <pid>``; ``panfs status`` names the pid). Must
-not: change or cancel any task, or be called outside the trio thread.
+daemon logs it on SIGUSR2 (``kill -USR2 <pid>``; its ``mounted`` log line names the
+pid). Must not: change or cancel any task, or be called outside the trio thread.
 """
 
 from __future__ import annotations
 
 import os
+from types import FrameType
 
 import trio
 
@@ -16,8 +17,8 @@ _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRIO_CORE = os.path.join(os.path.dirname(os.path.abspath(trio.__file__)), "_core")
 
 
-def _where(frame: object, lineno: int) -> str:
-    code = frame.f_code  # type: ignore[attr-defined]
+def _where(frame: FrameType, lineno: int) -> str:
+    code = frame.f_code
     path = code.co_filename
     if path.startswith(_HERE + os.sep):
         path = os.path.relpath(path, _HERE)
