@@ -88,18 +88,22 @@ class Recovery:
         return interrupted
 
     def _remove_orphans(self) -> None:
-        """Cache files nothing refers to are removed, but empty ones in the dirty folder:
-        spares made ahead (``Cache.keep_spares``), or a version's file taken for a CREATE
-        the kill cut short before anything was written: they serve as spares again."""
+        """Cache files nothing refers to are removed, but empty ones in the dirty folder
+        that no job row names: spares made ahead (``Cache.keep_spares``), or a version's
+        file taken for a CREATE the kill cut short before anything was written: they serve
+        as spares again."""
         referenced = {v.cache_path for v in self.versions.all()}
         referenced |= {j.source for j in self.journal.jobs(LIVE)}
         referenced |= self.clean.paths()
+        # a superseded version's row may still name its file (removed when it is retired):
+        # such a file is never a spare, or the retiring would remove another version's bytes
+        named = {j.source for j in self.journal.jobs()}
         removed = 0
         for folder in dict.fromkeys((self.cache.data, self.cache.clean_data)):
             for entry in os.scandir(folder):
                 name, path = entry.name, entry.path
                 if entry.is_file() and not name.startswith(".") and path not in referenced:
-                    if folder == self.cache.data and entry.stat().st_size == 0:
+                    if folder == self.cache.data and path not in named and not entry.stat().st_size:
                         self.cache.adopt_spare(path)  # empty: made ahead, or as good as
                         continue
                     self.cache.remove(path)

@@ -456,3 +456,28 @@ async def test_a_new_version_never_replaces_the_file_of_an_unlanded_one(
         assert await fs.read("c") == b"3" * 3000 + b"4"
     assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("c", 3001)]
     assert reader.read("/w/c") == b"3" * 3000 + b"4"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_superseded_versions_empty_file_is_never_a_spare_after_a_restart(
+    tmp_path: Path, drive: DriveServer
+) -> None:
+    """An empty ``a``'s create is lost to a kill; a newer version supersedes it, whose row
+    stays (with its empty cache file) until the reaper has looked for the file that create
+    may have made. Another kill: the start-up must not take that empty file for a spare (a
+    file nothing refers to): ``b`` would be written into it, and the reaper, ending the
+    superseded version, would remove ``b``'s bytes (model seeds 15 and 8395)."""
+    reader = DriveReader(drive)
+    async with core_in_w(drive, tmp_path) as fs:
+        await lose_an_empty_create(fs, drive, 4000)
+        await fs.write("a", b"7" * 7000)  # supersedes the empty version
+        assert fs.rig is not None
+        journal = fs.rig.journal
+        await poll(lambda: any(j.rapid_at for j in journal.jobs(("superseded",))))
+        await fs.kill()
+        await fs.write("b", b"b" * 3000)
+        await settle(fs, drive)  # the reaper ends the superseded version
+        assert await fs.read("b") == b"b" * 3000
+        await fs.remount()
+        assert await fs.read("b") == b"b" * 3000
+    assert sorted((i["name"], i["size"]) for i in reader.list("/w")) == [("a", 7000), ("b", 3000)]
