@@ -4,7 +4,6 @@ remount, every one of them reaches the drive whole (a closed file survives a kil
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import subprocess
 from pathlib import Path
@@ -59,24 +58,18 @@ def test_kill_right_after_cp_r_of_500_small_files(mounted: Mounted, tmp_path: Pa
     mounted.check_logs()
 
 
-def _empty_files(m: Mounted) -> set[str]:
-    return {
-        e.path for e in os.scandir(m.cache_dir / "data") if e.is_file() and not e.stat().st_size
-    }
-
-
 def test_spare_cache_files_outlive_a_kill_and_serve_after_it(mounted: Mounted) -> None:
     """The empty cache files made ahead for CREATEs survive a SIGKILL (nothing refers to
     them: the start-up takes them back as spares, it neither removes nor uploads them), and
     the next file created takes one of them; only the files written reach the drive."""
-    wait_for(lambda: len(_empty_files(mounted)) >= cache_mod.SPARES, "the spares to be made")
+    wait_for(lambda: len(mounted.cache_files(0)) >= cache_mod.SPARES, "the spares to be made")
     (mounted.path / "a.txt").write_bytes(b"a" * 1000)
     mounted.kill()
-    spares = _empty_files(mounted)
+    spares = mounted.cache_files(0)
     assert len(spares) >= cache_mod.SPARES - 1
     mounted.remount()
     (mounted.path / "b.txt").write_bytes(b"b" * 2000)
-    by_bytes = {e.path for e in os.scandir(mounted.cache_dir / "data") if e.stat().st_size == 2000}
+    by_bytes = mounted.cache_files(2000)
     assert by_bytes  # b.txt's cache file...
     assert by_bytes <= spares  # ...is one made before the kill
     mounted.wait_idle()

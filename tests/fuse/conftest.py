@@ -11,6 +11,7 @@ Every mount is torn down in ``finally``: lazy unmount, then terminate, then kill
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Callable, Iterator
@@ -124,6 +125,16 @@ class Mounted:
     def check_logs(self, allow: tuple[str, ...] = ()) -> None:
         check_logs(self.log, allow)
         check_logs(self.cache_dir / "panfs.log", allow)
+
+    def cache_files(self, size: int) -> set[str]:
+        """Paths of the cache files of ``size`` bytes now (a file the daemon removes
+        between the listing and its stat is not one of them)."""
+        found = set()
+        for e in os.scandir(self.cache_dir / "data"):
+            with contextlib.suppress(FileNotFoundError):
+                if e.is_file() and e.stat().st_size == size:
+                    found.add(e.path)
+        return found
 
 
 @pytest.fixture

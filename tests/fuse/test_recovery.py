@@ -428,7 +428,7 @@ def test_a_refused_version_a_newer_one_replaced_is_kept_in_the_recovery_folder(
     m.close()
     m.remount()
     assert (rec / kept).read_bytes() == old  # still there after a remount
-    assert [e for e in os.scandir(m.cache_dir / "data") if e.stat().st_size == len(old)]
+    assert m.cache_files(len(old))
     shutil.copy(rec / kept, m.base / "saved.txt")  # copied out...
     if how == "rewrite":
         os.unlink(rec / kept)  # ...then removed: the cache file goes with it
@@ -436,8 +436,7 @@ def test_a_refused_version_a_newer_one_replaced_is_kept_in_the_recovery_folder(
         r = m.panfs("retry", str(rec / kept), expect=3)
         assert "copy it out" in r.stderr
         m.panfs("forget", "--yes", str(rec / kept))
-    wait_for(lambda: not [e for e in os.scandir(m.cache_dir / "data")
-                          if e.stat().st_size == len(old)], "its cache file to go")  # fmt: skip
+    wait_for(lambda: not m.cache_files(len(old)), "its cache file to go")
     assert (m.base / "saved.txt").read_bytes() == old
     wait_for(lambda: ".panfs-recovered" not in os.listdir(m.path), "the empty folder to go")
     assert _status(m)[0] == 0
