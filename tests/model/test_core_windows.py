@@ -282,6 +282,21 @@ async def test_a_newer_version_landing_during_an_older_ones_move_retires_both_fi
     assert reader.read("/w/b") == b"3" * 3000
 
 
+async def mkdir_a_beside_x(fs: CoreFS, drive: DriveServer) -> None:
+    """``mkdir a`` while ``a``'s upload, renamed to ``x``, may still stand at ``a``: it
+    succeeds, both show, and ``x`` keeps its bytes once everything settled."""
+    await fs.mkdir("a")
+    drive.set_faults([])
+    assert sorted(await fs.listdir("")) == ["a", "x"]
+    await settle(fs, drive)
+    assert await fs.read("x") == b"a" * 150_000
+
+
+def kinds(reader: DriveReader) -> list[tuple[str, str]]:
+    """What the drive holds in ``/w``: (name, type), sorted."""
+    return sorted((i["name"], i["type"]) for i in reader.list("/w"))
+
+
 async def test_mkdir_over_a_name_an_upload_was_renamed_away_from(
     tmp_path: Path, drive: DriveServer
 ) -> None:
@@ -295,14 +310,8 @@ async def test_mkdir_over_a_name_an_upload_was_renamed_away_from(
         await fs.write("a", b"a" * 150_000)
         await poll(lambda: copies(reader, "/w", "a") == [150_000], thread=True)
         await fs.rename("a", "x")
-        await fs.mkdir("a")
-        assert sorted(await fs.listdir("")) == ["a", "x"]
-        await settle(fs, drive)
-        assert await fs.read("x") == b"a" * 150_000
-    assert sorted((i["name"], i["type"]) for i in reader.list("/w")) == [
-        ("a", "folder"),
-        ("x", "file"),
-    ]
+        await mkdir_a_beside_x(fs, drive)
+    assert kinds(reader) == [("a", "folder"), ("x", "file")]
 
 
 async def test_mkdir_refused_by_an_upload_that_moves_away_before_the_listing(
@@ -330,15 +339,8 @@ async def test_mkdir_refused_by_an_upload_that_moves_away_before_the_listing(
         await poll(lambda: any(j.completing_at for j in journal.jobs(("uploading",))))
         await trio.sleep(0.1)  # the complete is applied by now, its answer held
         drive.set_faults([{"op": "list", "action": "delay", "ms": 1500, "times": 1}])
-        await fs.mkdir("a")
-        drive.set_faults([])
-        assert sorted(await fs.listdir("")) == ["a", "x"]
-        await settle(fs, drive)
-        assert await fs.read("x") == b"a" * 150_000
-    assert sorted((i["name"], i["type"]) for i in reader.list("/w")) == [
-        ("a", "folder"),
-        ("x", "file"),
-    ]
+        await mkdir_a_beside_x(fs, drive)
+    assert kinds(reader) == [("a", "folder"), ("x", "file")]
 
 
 async def test_a_listing_answered_across_a_landed_uploads_move_hides_it(
