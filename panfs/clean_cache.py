@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import trio
 
 from panfs.cache import Cache
+from panfs.direct import Direct
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ def merge(ranges: list[list[int]], start: int, end: int) -> list[list[int]]:
 
 
 class CleanCache:
-    """All methods on the trio thread; the byte copies of ``store`` and the fsyncs of
-    ``persist`` run in worker threads."""
+    """All methods on the trio thread; the writes of ``store`` (``O_DIRECT`` where the
+    bytes are page-aligned: ``panfs.direct``) and the fsyncs of ``persist`` run in worker
+    threads."""
 
     def __init__(self, conn: sqlite3.Connection, cache: Cache, max_size: int) -> None:
         self.conn = conn  # schema: panfs.metadata
@@ -69,6 +71,7 @@ class CleanCache:
         # bytes present over all entries, kept as they change (eviction runs per stored range)
         self._present = sum(e.present for e in self.entries.values())
         self._unsaved: set[str] = set()  # file_ids with ranges stored since the last persist
+        self.direct = Direct()  # stored bytes skip the page cache where they can
 
     # -- reading -----------------------------------------------------------------------
     def usage(self) -> int:
@@ -137,8 +140,10 @@ class CleanCache:
         pin: bool = False,
     ) -> None:
         """Keep a downloaded range; a full cache disk just means it is not kept. ``pin``:
-        this file is being fetched whole and must survive eviction (even past the bound)."""
-        if not data or (self.max_size <= 0 and not pin):
+        this file is being fetched whole and must survive eviction (even past the bound).
+        A file larger than the bound is not kept: a stream of it would evict its own start
+        before its end, and everything else first."""
+        if not data or (not pin and not self.fits(size)):
             return
         self.cache.writing()
         if not self.cache.has_room(len(data)):
@@ -147,17 +152,8 @@ class CleanCache:
         if e is None:
             e = Entry(self.cache.new_clean_file(), size, [], time.time())
             self.entries[file_id] = e
-        path = e.path
-
-        def write() -> None:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.pwrite(fd, data, off)
-            finally:
-                os.close(fd)
-
         try:
-            await trio.to_thread.run_sync(write)
+            await trio.to_thread.run_sync(self.direct.write_at, e.path, data, off)
         except OSError as err:
             log.info("not caching a range of %s: %s", file_id, err.strerror)
             return
@@ -204,8 +200,17 @@ class CleanCache:
                 saved += 1
         return saved
 
+    def fits(self, size: int) -> bool:
+        """Whether a drive file of ``size`` bytes may be kept at all."""
+        return size <= self.max_size
+
     def adopt(self, file_id: str, path: str, size: int) -> None:
-        """An uploaded version's cache file holds the drive file's bytes: keep it as clean."""
+        """An uploaded version's cache file holds the drive file's bytes: keep it as clean
+        (unless it is larger than the bound: then it goes, and nothing else is evicted)."""
+        if not self.fits(size):
+            self.drop(file_id)
+            self.cache.remove(path)
+            return
         path = self.cache.to_clean(path)  # into the clean folder when state and cache split
         old = self.entries.get(file_id)
         if old is not None:

@@ -196,7 +196,9 @@ SCHEMA: dict[str, Key] = {
         _rate_limits, {}, "requests/s per endpoint over the official list 4, getDownloadUrl 1, * 15"
     ),
     "cache.dir": Key(_str, None, "clean, re-downloadable data; default XDG cache dir/panfs"),
-    "cache.max_size": Key(_size, 10 * GiB, "bound on clean cached data; dirty data never evicted"),
+    "cache.max_size": Key(
+        _size, 10 * GiB, "bound on clean cached data (no larger file kept); dirty never evicted"
+    ),
     "cache.min_free": Key(_size, 256 * MiB, "disk space writes leave free (journal headroom)"),
     "upload.part_size": Key(_part_size, 16 * MiB, "multipart part size, grown to ≤ 10000 parts"),
     "upload.concurrency": Key(_pos_int, 2, "files uploaded at once (one part stream each)"),

@@ -14,6 +14,7 @@ import time
 import trio
 
 from panfs.remote.client import OpenApiClient
+from panfs.remote.models import Into
 from panfs.remote.responses import UrlExpiredError
 
 URL_MARGIN = 30.0
@@ -49,7 +50,7 @@ class RangeReader:
         del buf[await self.get_into(file_id, start, buf) :]
         return buf
 
-    async def get_into(self, file_id: str, start: int, buf: bytearray) -> int:
+    async def get_into(self, file_id: str, start: int, buf: Into) -> int:
         """Fill ``buf`` with the bytes from ``start`` on; returns how many came (fewer
         than ``len(buf)`` only if the file ended early). A reused buffer costs no page
         faults: a fresh one of megabytes is zeroed page by page first. The client retries

@@ -21,7 +21,9 @@ from typing import Protocol
 
 import trio
 
+from panfs import direct
 from panfs.clean_cache import CleanCache
+from panfs.remote.models import Into
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ KERNEL_READAHEAD = 1024  # KiB: the kernel's read-ahead of the mount, so FUSE re
 class Getter(Protocol):
     async def get(self, file_id: str, start: int, end: int) -> bytearray: ...
 
-    async def get_into(self, file_id: str, start: int, buf: bytearray) -> int: ...
+    async def get_into(self, file_id: str, start: int, buf: Into) -> int: ...
 
 
 class Budget:
@@ -74,7 +76,7 @@ class Chunk:
     start: int
     end: int
     done: trio.Event = field(default_factory=trio.Event)
-    buf: bytearray = field(default_factory=bytearray)  # its bytes: buf[:n]
+    buf: Into = field(default_factory=bytearray)  # its bytes: buf[:n]
     n: int = 0
     error: Exception | None = None
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -167,7 +169,7 @@ class ReadPath:
         self.budget = Budget(memory)
         self.streams: OrderedDict[str, Stream] = OrderedDict()
         self._nursery: trio.Nursery | None = None
-        self._spare: list[bytearray] = []  # released CHUNK buffers, within the budget
+        self._spare: list[Into] = []  # released CHUNK buffers, within the budget
         self._storing = 0  # bytes being written to the clean cache
         self.stores = STORES
         self._reads = 0  # reads served: a stream not read in the last IDLE is idle
@@ -364,11 +366,12 @@ class ReadPath:
         chunk.stored = True
         self._release(chunk)
 
-    def _buffer(self, n: int) -> bytearray:
-        """A buffer for a GET: whole chunks reuse the buffers of released ones."""
+    def _buffer(self, n: int) -> Into:
+        """A buffer for a GET, page-aligned (the clean cache writes it past the page cache):
+        whole chunks reuse the buffers of released ones."""
         if n == CHUNK and self._spare:
             return self._spare.pop()
-        return bytearray(n)
+        return direct.buffer(n)
 
     def _release(self, chunk: Chunk) -> None:
         if not chunk.released and chunk.stored and not chunk.in_stream and not chunk.waiters:

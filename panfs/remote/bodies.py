@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import trio
 
 from panfs.errors import NetworkError
+from panfs.remote.models import Into
 from panfs.remote.responses import classify_download, range_headers, wrong_range
 
 THREADS = 6  # GETs whose bodies are read at once, over all files
@@ -61,7 +62,7 @@ class _Get:
     target: str
     headers: dict[str, str]
     start: int
-    buf: bytearray
+    buf: Into
     connect: Callable[[_Conn], None]
     ended: trio.Event = field(default_factory=trio.Event)
     token: trio.lowlevel.TrioToken = field(default_factory=trio.lowlevel.current_trio_token)
@@ -185,7 +186,7 @@ class BodyFetcher:
         self.gets = 0  # GETs sent
         self.running = 0  # GETs whose thread may still be at work
 
-    async def get_into(self, url: str, start: int, buf: bytearray) -> int:
+    async def get_into(self, url: str, start: int, buf: Into) -> int:
         """Fill ``buf`` with the URL's bytes from ``start`` on (one attempt); how many
         came: fewer than ``len(buf)`` only if the file ended early."""
         parts = urlsplit(url)

@@ -66,6 +66,7 @@ from panfs.remote.models import (
     CreateResult,
     DownloadUrl,
     DriveInfo,
+    Into,
     RapidProof,
     RemoteFile,
     SpaceInfo,
@@ -680,7 +681,7 @@ class OpenApiClient:
         del buf[await self.download_into(url, start, buf) :]
         return bytes(buf)
 
-    async def download_into(self, url: str, start: int, buf: bytearray) -> int:
+    async def download_into(self, url: str, start: int, buf: Into) -> int:
         """Fill ``buf`` with the bytes of a download URL from ``start`` on, streamed into it
         (no list of pieces joined, no response body held); returns how many came (fewer
         only if the file ended early). Transient failures are retried; an expired URL
@@ -730,7 +731,7 @@ async def proof_code(token: str, rapid: RapidProof) -> str:
     return base64.b64encode(data).decode()
 
 
-async def _fill(buf: bytearray, pieces: AsyncIterator[bytes], skip: int) -> int:
+async def _fill(buf: Into, pieces: AsyncIterator[bytes], skip: int) -> int:
     """Copy a body into ``buf`` (after ``skip`` bytes). The body is read to its end (a
     ranged answer ends with the range; leaving httpx's nested body iterators half-read
     would leave them to the garbage collector)."""

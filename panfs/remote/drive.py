@@ -17,6 +17,7 @@ from typing import Protocol
 from panfs.remote.models import (
     CreateResult,
     DownloadUrl,
+    Into,
     RapidProof,
     RemoteFile,
     SpaceInfo,
@@ -75,4 +76,4 @@ class Drive(Protocol):
     # -- bytes ----------------------------------------------------------------------------
     async def get_download_url(self, file_id: str) -> DownloadUrl: ...
     async def download_range(self, url: str, start: int, end: int) -> bytes: ...
-    async def download_into(self, url: str, start: int, buf: bytearray) -> int: ...
+    async def download_into(self, url: str, start: int, buf: Into) -> int: ...

@@ -6,10 +6,14 @@ info, and their ``from_json`` constructors. Must not: do I/O or retry anything.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+# a buffer a download is read into: page-aligned (an anonymous mapping) for the read path
+Into = bytearray | mmap.mmap
 
 CLOCK_SKEW = 600.0  # seconds the drive's clock may be behind ours
 

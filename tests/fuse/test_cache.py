@@ -169,3 +169,29 @@ def test_version_opened_while_the_previous_one_uploads(mounted: Mounted) -> None
     m.wait_idle()
     assert reader.read("/f.bin") == b"v2" + v1[2:]
     assert [i["name"] for i in reader.list("/")] == ["f.bin"]
+
+
+def test_a_file_larger_than_the_bound_streams_and_evicts_nothing(small_cache: Mounted) -> None:
+    """A cold read of a 12 MiB drive file under a 10 MiB bound: its bytes are right, none of
+    them is kept (a later read fetches it again), and the small file cached before it stays
+    cached (reading it fetches nothing)."""
+    m = small_cache
+    big = _on_the_drive_only(m, "big.bin", 12 * MiB + 3)
+    small = os.urandom(2 * MiB)
+    (m.path / "small.bin").write_bytes(small)
+    m.wait_idle()  # its uploaded version is its clean copy now
+    kept = _cache_bytes(m)
+    assert kept >= 2 * MiB
+    m.close()
+    m.remount()
+    before = _downloaded(m)
+    assert (m.path / "big.bin").read_bytes() == big
+    assert _downloaded(m) - before == len(big)
+    assert _cache_bytes(m) == kept  # nothing of it kept, nothing evicted for it
+    assert (m.path / "small.bin").read_bytes() == small
+    assert _downloaded(m) - before == len(big)  # the small file came from the cache
+    m.close()
+    m.remount()
+    before = _downloaded(m)
+    assert (m.path / "big.bin").read_bytes() == big
+    assert _downloaded(m) - before == len(big)  # streamed from the drive again

@@ -45,3 +45,24 @@ async def test_random_operations_keep_the_count_and_the_bound(tmp_path: Path) ->
     again = CleanCache(db, cache, max_size=256 * KiB)
     assert again.usage() == clean.usage()
     db.close()
+
+
+async def test_a_file_larger_than_the_bound_is_never_kept(tmp_path: Path) -> None:
+    """Neither its read ranges nor its uploaded version: keeping them would evict everything
+    else, then the file's own start."""
+    db = open_db(tmp_path / "j.db")
+    cache = Cache(tmp_path / "c")
+    clean = CleanCache(db, cache, max_size=256 * KiB)
+    await clean.store("small", 100 * KiB, 0, b"s" * 100 * KiB)
+    await clean.store("big", 300 * KiB, 0, b"b" * 64 * KiB)
+    path = cache.new_file(None)
+    await trio.Path(path).write_bytes(b"u" * 300 * KiB)
+    clean.adopt("big2", path, 300 * KiB)
+    assert not await trio.Path(path).exists()
+    assert set(clean.entries) == {"small"}
+    assert clean.read("small", 100 * KiB, 0, 10) == b"s" * 10
+    assert clean.usage() == 100 * KiB
+    # a pinned fetch (a file opened to be modified) is kept whatever its size
+    await clean.store("big", 300 * KiB, 0, b"b" * 64 * KiB, pin=True)
+    assert clean.read("big", 300 * KiB, 0, 64 * KiB) == b"b" * 64 * KiB
+    db.close()
