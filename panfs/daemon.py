@@ -39,7 +39,6 @@ from panfs.metadata import open_db
 from panfs.mount_options import MountOptions
 from panfs.paths import Layout
 from panfs.pending import OpenVersions
-from panfs.readpath import KERNEL_READAHEAD, ReadPath
 from panfs.registry import record_mount
 from panfs.remote import settings as remote_settings
 from panfs.remote.client import open_client
@@ -57,17 +56,6 @@ def fuse_options(cfg: Config, mopts: MountOptions, state_dir: Path) -> set[str]:
     if mopts.ro:
         opts.add("ro")
     return opts
-
-
-async def _widen_readahead(mountpoint: Path, reads: ReadPath) -> None:
-    """At the first read of drive bytes, the kernel reads ahead ``KERNEL_READAHEAD`` on the
-    mount: a sequential read comes as FUSE reads of 1 MiB, not 128 KiB (8x fewer requests
-    to serve). Without root the kernel's default stays."""
-    await reads.first_read.wait()
-    try:
-        await trio.to_thread.run_sync(mounts.set_readahead, mountpoint, KERNEL_READAHEAD)
-    except OSError as e:
-        log.info("kernel read-ahead of %s left as it is: %s", mountpoint, e)
 
 
 async def _on_signal(wake: Callable[[], None]) -> None:
@@ -220,7 +208,6 @@ async def run_mount(
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg.mount.read_memory)
                         nursery.start_soon(cache.keep_spares)
-                        nursery.start_soon(_widen_readahead, mountpoint, core.reads)
                         await nursery.start(core.versions.run)  # queues closed versions
                         syncer = Syncer(db, layout.journal, clean)
                         core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s

@@ -37,7 +37,6 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
-    dev: str = ""  # major:minor (a FUSE mount's backing device: /sys/class/bdi/<dev>)
 
     @property
     def is_panfs(self) -> bool:
@@ -49,17 +48,6 @@ class MountEntry:
         if self.source.startswith(SOURCE_PREFIX) and len(self.source) > len(SOURCE_PREFIX):
             return Path(self.source[len(SOURCE_PREFIX) :])
         return None
-
-
-def set_readahead(mountpoint: Path, kib: int) -> None:
-    """Let the kernel read ahead ``kib`` on a panfs mount (FUSE caps ``read_ahead_kb`` at
-    128 KiB when the kernel's INIT is answered, so this comes after). The device comes
-    from the mount table: the daemon never looks at its own mount (a request it sends
-    itself can deadlock it). Needs root (sysfs): ``OSError`` without."""
-    entry = find(mountpoint)
-    if entry is None or not entry.is_panfs:
-        raise OSError(errno.ENOENT, "not a panfs mount", str(mountpoint))
-    Path(f"/sys/class/bdi/{entry.dev}/read_ahead_kb").write_text(f"{kib}\n")
 
 
 def _unescape(field: str) -> str:
@@ -89,7 +77,7 @@ def entries(mountinfo: str = "/proc/self/mountinfo") -> list[MountEntry]:
         fields, tail = left.split(), right.split()
         if len(fields) < 5 or len(tail) < 2:
             continue
-        out.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1]), fields[2]))
+        out.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1])))
     return out
 
 

@@ -37,7 +37,6 @@ GETS = 3  # GETs in flight per file: more only share the same bandwidth
 STORES = 2  # whole chunks' worth of bytes written to the clean cache at once; more: not kept
 STREAMS = 32  # files read at once that keep a stream
 IDLE = 256  # reads of other files since its last one: a file's stream is idle
-KERNEL_READAHEAD = 1024  # KiB: the kernel's read-ahead of the mount, so FUSE reads of 1 MiB
 
 
 class Getter(Protocol):
@@ -174,7 +173,6 @@ class ReadPath:
         self.stores = STORES
         self._reads = 0  # reads served: a stream not read in the last IDLE is idle
         self.not_cached = 0  # bytes fetched while the cache disk lagged: not kept
-        self.first_read = trio.Event()  # set at the first read of drive bytes
 
     async def run(
         self,
@@ -213,7 +211,6 @@ class ReadPath:
         end = min(total, off + size)
         if off >= end:
             return b""
-        self.first_read.set()
         stream = self._stream(file_id)
         held = any(c.start <= off < c.end for c in stream.chunks)  # memory before disk
         if self.clean is not None and not held:

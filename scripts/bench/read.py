@@ -229,6 +229,7 @@ def main() -> None:
             if a.rss_size and parse_size(a.rss_size) != size:
                 big = parse_size(a.rss_size)
                 upload(drive, "big.bin", big, None)
+                drop_caches()  # its upload's writeback must not run under the read
                 with PanfsMount(drive, tmp, cache={"max_size": "512MiB"}) as m:
                     what = f"cold cat of {a.rss_size}"
                     f = m.mnt / "big.bin"
