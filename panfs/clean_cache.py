@@ -4,9 +4,10 @@ Owns: the ``clean`` table and its files: per drive file, one cache file (sparse
 while only partly downloaded) and the byte ranges present in it; reading a range
 that is present, storing a downloaded range, adopting an uploaded version's cache
 file whole, and least-recently-used eviction until the clean bytes fit
-``cache.max_size``. A stored range is served at once but recorded in the table only
-by ``persist`` (run every second), after its bytes were fsynced: a row never
-names bytes a power cut could have lost, and storing costs no commit. Dirty data
+``cache.max_size`` (a drive file larger than that is never kept). A stored range is
+served at once but recorded in the table only by ``persist`` (run every second),
+after its bytes were fsynced: a row never names bytes a power cut could have lost,
+and storing costs no commit. Dirty data
 (versions being written or waiting for upload) never has a row here, so it is never
 evicted. Must not: speak HTTP or decide what
 to fetch (the core does).
