@@ -23,7 +23,8 @@ def _forget_local_copies(m: Mounted) -> None:
     """Remount with no cached byte of any file: reads must go to the drive."""
     m.close()
     for e in os.scandir(m.cache_dir / "data"):
-        os.unlink(e.path)
+        if e.is_file():
+            os.unlink(e.path)
     m.remount()
 
 
