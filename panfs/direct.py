@@ -3,10 +3,10 @@
 Owns: page-aligned buffers (``buffer``) and ``write_at``, which writes the aligned
 middle of a range with ``O_DIRECT`` (the disk reads the bytes straight out of the
 buffer: no copy, no page-cache pages to allocate and reclaim) and the unaligned head
-and tail with a plain ``pwrite``. Where the file system refuses ``O_DIRECT`` (tmpfs,
-some network and FUSE file systems), or the buffer is not aligned, everything is a plain
-``pwrite``. Blocking: call it from a worker thread. Must not: know what the bytes are
-or which file they belong to (the clean cache does).
+and tail with a plain ``pwrite``. Where the file system refuses ``O_DIRECT`` (tmpfs
+before Linux 6.6, some network and FUSE file systems), or the buffer is not aligned,
+everything is a plain ``pwrite``. Blocking: call it from a worker thread. Must not: know
+what the bytes are or which file they belong to (the clean cache does).
 
 Why: a cold read of a drive file already fills the kernel's page cache once, with the
 mount's own pages. Keeping the bytes in the clean cache through a buffered write filled
