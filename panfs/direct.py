@@ -38,28 +38,26 @@ class Direct:
 
     def write_at(self, path: str, data: bytes | bytearray | memoryview, off: int) -> None:
         """Write ``data`` at ``off`` of the existing file ``path`` (blocking)."""
-        view = memoryview(data).cast("B")
-        lo = min(len(view), -off % ALIGN)  # the aligned middle: [lo, hi) of ``view``
-        hi = lo + (len(view) - lo) // ALIGN * ALIGN
-        if not (self.enabled and hi > lo and _aligned(view[lo:hi])):
-            lo = hi = 0
-        with view:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                if lo:
-                    _pwrite_all(fd, view[:lo], off)
-                if hi < len(view):
-                    _pwrite_all(fd, view[hi:], off + hi)
-            finally:
-                os.close(fd)
-            self.buffered_bytes += len(view) - (hi - lo)
+        with memoryview(data).cast("B") as view:
+            lo = min(len(view), -off % ALIGN)  # the aligned middle: [lo, hi) of ``view``
+            hi = lo + (len(view) - lo) // ALIGN * ALIGN
+            if not (self.enabled and hi > lo and _aligned(view[lo:hi])):
+                lo = hi = 0
+            plain = [(view[:lo], off), (view[hi:], off + hi)]
             if hi > lo and not self._direct(path, view[lo:hi], off + lo):
-                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    _pwrite_all(fd, view[lo:hi], off + lo)
-                finally:
-                    os.close(fd)
-                self.buffered_bytes += hi - lo
+                plain.append((view[lo:hi], off + lo))
+            self._plain(path, [(v, at) for v, at in plain if len(v)])
+
+    def _plain(self, path: str, pieces: list[tuple[memoryview, int]]) -> None:
+        if not pieces:  # (the whole range went past the page cache: no second open)
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            for view, off in pieces:
+                _pwrite_all(fd, view, off)
+                self.buffered_bytes += len(view)
+        finally:
+            os.close(fd)
 
     def _direct(self, path: str, view: memoryview, off: int) -> bool:
         try:

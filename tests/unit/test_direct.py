@@ -124,3 +124,25 @@ def test_a_write_error_under_o_direct_is_raised(
     with pytest.raises(OSError, match="No space left") as err:
         Direct().write_at(str(path), memoryview(buf), 0)
     assert err.value.errno == errno.ENOSPC
+
+
+def test_a_whole_aligned_chunk_opens_the_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read path's common case (a 4 MiB chunk at an aligned offset): one open, with
+    ``O_DIRECT``, and no plain one beside it."""
+    if not _direct_works(tmp_path):
+        pytest.skip("this file system refuses O_DIRECT")
+    path = tmp_path / "f"
+    path.touch()
+    opens: list[int] = []
+    real_open = os.open
+
+    def counting(p: str, flags: int, *a: int) -> int:
+        opens.append(flags & os.O_DIRECT)
+        return real_open(p, flags, *a)
+
+    monkeypatch.setattr(os, "open", counting)
+    buf = direct.buffer(4 << 20)
+    Direct().write_at(str(path), memoryview(buf), 4 << 20)
+    assert opens == [os.O_DIRECT]
