@@ -141,6 +141,10 @@ async def open_core(
                 uploader.wake()
                 rig = CoreRig(core, uploader, journal, cache_dir)
                 async with trio.open_nursery() as nursery:
+                    # the daemon's background tasks of the cache: removed files freed in a
+                    # worker thread, spare files made ahead
+                    nursery.start_soon(cache.free_removed)
+                    nursery.start_soon(cache.keep_spares)
                     await nursery.start(core.versions.run)  # as the daemon queues closes
                     try:
                         yield rig
