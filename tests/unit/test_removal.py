@@ -6,6 +6,7 @@ the task (start-up, commands) a removal unlinks at once."""
 from __future__ import annotations
 
 import os
+import uuid as uuid_mod
 from pathlib import Path
 
 import pytest
@@ -79,24 +80,33 @@ async def test_a_file_that_cannot_be_freed_is_logged_and_the_task_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     c = Cache(tmp_path / "c")
-    stuck = c.data / GONE / "stuck"  # left by an earlier run
-    stuck.write_bytes(b"z")
-    fine = c.new_file(None)
+    stuck, fine = c.new_file(None), c.new_file(None)
     real_unlink = os.unlink
 
     def unlink(path: str) -> None:
-        if path == str(stuck):
+        if path.endswith(".stuck"):
             raise PermissionError(1, "Operation not permitted")
         real_unlink(path)
 
-    monkeypatch.setattr(os, "unlink", unlink)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(c.free_removed)
         await trio.sleep(0.05)
-        c.remove(fine)  # the task goes on after the failure
+        monkeypatch.setattr(os, "unlink", unlink)
+        monkeypatch.setattr(uuid_mod, "uuid4", _Names(["x.stuck", "y"]))
+        c.remove(stuck)
+        c.remove(fine)
         with trio.fail_after(30):
-            while _gone(c) != ["stuck"]:  # noqa: ASYNC110
+            while _gone(c) != ["x.stuck"]:  # noqa: ASYNC110
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
-    assert not await trio.Path(fine).exists()
     assert any("could not free" in r.message for r in caplog.records)
+
+
+class _Names:
+    """``uuid.uuid4`` giving the names asked for (``.hex``), in order."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def __call__(self) -> object:
+        return type("U", (), {"hex": self.names.pop(0)})()
