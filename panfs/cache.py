@@ -278,12 +278,8 @@ class Cache:
 
 def _unlink_all(paths: list[str]) -> None:
     for path in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        except FileNotFoundError:
-            pass
-        except OSError as e:  # (EIO, EPERM): left in .gone, tried again at the next start
-            log.warning("cache: could not free %s: %s", path, e.strerror)
 
 
 def _raise(e: OSError, what: str) -> None:

@@ -6,7 +6,6 @@ the task (start-up, commands) a removal unlinks at once."""
 from __future__ import annotations
 
 import os
-import uuid as uuid_mod
 from pathlib import Path
 
 import pytest
@@ -74,39 +73,3 @@ def test_without_the_task_a_removal_unlinks_at_once(tmp_path: Path) -> None:
     assert not os.path.exists(p)
     assert _gone(c) == []
     c.remove(str(tmp_path / "elsewhere"))  # a file that is not there: no error
-
-
-async def test_a_file_that_cannot_be_freed_is_logged_and_the_task_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    c = Cache(tmp_path / "c")
-    stuck, fine = c.new_file(None), c.new_file(None)
-    real_unlink = os.unlink
-
-    def unlink(path: str) -> None:
-        if path.endswith(".stuck"):
-            raise PermissionError(1, "Operation not permitted")
-        real_unlink(path)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(c.free_removed)
-        await trio.sleep(0.05)
-        monkeypatch.setattr(os, "unlink", unlink)
-        monkeypatch.setattr(uuid_mod, "uuid4", _Names(["x.stuck", "y"]))
-        c.remove(stuck)
-        c.remove(fine)
-        with trio.fail_after(30):
-            while _gone(c) != ["x.stuck"]:  # noqa: ASYNC110
-                await trio.sleep(0.01)
-        nursery.cancel_scope.cancel()
-    assert any("could not free" in r.message for r in caplog.records)
-
-
-class _Names:
-    """``uuid.uuid4`` giving the names asked for (``.hex``), in order."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
-
-    def __call__(self) -> object:
-        return type("U", (), {"hex": self.names.pop(0)})()
