@@ -1,8 +1,7 @@
 """Local cache files: one file per version of a file's bytes, under ``STATE_DIR/data``
 (dirty: not yet on the drive) and ``CACHE_DIR/data`` (clean: re-downloadable).
 
-Owns: creating, copying, opening, writing, truncating and removing cache files (a
-removed file's blocks are freed by a worker thread while the mount runs: ``free_removed``),
+Owns: creating, copying, opening, writing, truncating and removing cache files,
 the spare empty files made ahead in idle time for new versions (``keep_spares``),
 and turning "disk full" into ``CacheFullError`` (ENOSPC) without losing what is
 already written. Must not: speak HTTP or know about the journal.
@@ -38,9 +37,6 @@ SPARES_MAX = 8192
 # making stops at the next: made while CREATEs run, they hold the folder's lock those wait
 # for; made while a big file is written or read, they compete with it
 SPARES_IDLE = 0.5
-# in each data folder: removed files whose blocks a worker thread frees (unlinking a file of
-# gigabytes takes a second: never on the thread that answers the kernel); emptied at start
-GONE = ".gone"
 
 
 class Cache:
@@ -59,12 +55,9 @@ class Cache:
         self._stop = False
         self._used = 0  # CREATEs and writes so far (the making stops when it changes)
         self._drained = True  # no spares since they were last made
-        self._gone: list[str] = []  # removed, their blocks not freed yet (``free_removed``)
-        self._gone_added = trio.Event()
-        self._freeing = False  # ``free_removed`` runs: ``remove`` leaves the freeing to it
         for d in dict.fromkeys((self.data, self.clean_data)):
             try:
-                (d / GONE).mkdir(parents=True, exist_ok=True)
+                d.mkdir(parents=True, exist_ok=True)
                 probe = d / ".probe"
                 probe.write_bytes(b"")
                 probe.unlink()
@@ -240,44 +233,6 @@ class Cache:
             _raise(e, "cache file")
 
     def remove(self, path: str) -> None:
-        """The file's name goes at once; while ``free_removed`` runs, its blocks are freed
-        by that task's worker thread (a rename here, on the caller's thread)."""
-        if self._freeing:
-            gone = os.path.join(os.path.dirname(path), GONE, uuid.uuid4().hex)
-            try:
-                os.rename(path, gone)
-            except FileNotFoundError:
-                if os.path.isdir(os.path.dirname(gone)):
-                    return  # removed already
-            except OSError:
-                pass  # (another folder's file, .gone removed by hand): unlinked here
-            else:
-                self._gone.append(gone)
-                self._gone_added.set()
-                return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-
-    async def free_removed(self) -> None:
-        """For as long as the mount lives: free the blocks of removed files in a worker
-        thread, first those an earlier run left (a kill between the rename and the unlink)."""
-        self._freeing = True
-        try:
-            for d in dict.fromkeys((self.data, self.clean_data)):
-                with contextlib.suppress(FileNotFoundError):
-                    self._gone += [str(d / GONE / name) for name in os.listdir(d / GONE)]
-            while True:
-                if not self._gone:
-                    self._gone_added = trio.Event()
-                    await self._gone_added.wait()
-                batch, self._gone = self._gone, []
-                await trio.to_thread.run_sync(_unlink_all, batch)
-        finally:
-            self._freeing = False  # what is left in .gone is freed at the next start
-
-
-def _unlink_all(paths: list[str]) -> None:
-    for path in paths:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 

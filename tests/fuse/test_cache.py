@@ -46,8 +46,7 @@ def _on_the_drive_only(m: Mounted, name: str, size: int) -> bytes:
     m.wait_idle()
     m.close()
     for e in os.scandir(m.cache_dir / "data"):
-        if e.is_file():
-            os.unlink(e.path)  # the clean copy is gone: reads must go to the drive
+        os.unlink(e.path)  # the clean copy is gone: reads must go to the drive
     m.remount()
     return data
 

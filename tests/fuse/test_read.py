@@ -23,8 +23,7 @@ def _forget_local_copies(m: Mounted) -> None:
     """Remount with no cached byte of any file: reads must go to the drive."""
     m.close()
     for e in os.scandir(m.cache_dir / "data"):
-        if e.is_file():
-            os.unlink(e.path)
+        os.unlink(e.path)
     m.remount()
 
 
