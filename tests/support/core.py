@@ -141,9 +141,7 @@ async def open_core(
                 uploader.wake()
                 rig = CoreRig(core, uploader, journal, cache_dir)
                 async with trio.open_nursery() as nursery:
-                    # the daemon's background tasks of the cache: removed files freed in a
-                    # worker thread, spare files made ahead
-                    nursery.start_soon(cache.free_removed)
+                    # the cache's background task, as the daemon runs it: spares made ahead
                     nursery.start_soon(cache.keep_spares)
                     await nursery.start(core.versions.run)  # as the daemon queues closes
                     try:

@@ -82,7 +82,8 @@ async def test_the_making_waits_for_a_pause_and_a_drained_pool_grows(
 async def test_writing_holds_the_making_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cache_mod, "SPARES_IDLE", 0.3)
+    # a pause ten times the writes' interval: a loaded machine's late wake-up is not a pause
+    monkeypatch.setattr(cache_mod, "SPARES_IDLE", 1.0)
     async with _making(tmp_path, 4) as c:
         taken = {_take(c) for _ in range(4)}
         for _ in range(10):  # a big file written (or read into the cache) for a second
