@@ -657,9 +657,8 @@ class Core:
             try:
                 await self._move(file_id, src_parent, dst_parent, new_drive, mode)
             except RemoteExistsError:
-                if mode == "ignore" or not await self._held_by_dead(
-                    dst_parent.file_id, new_drive, file_id
-                ):
+                held = await self._held_by_dead(dst_parent.file_id, new_drive, file_id)
+                if mode == "ignore" or not held:
                     raise
                 # a file of ours no name shows any more (doomed: a complete that landed it
                 # late, trashed again soon) holds the name on the drive: share it
