@@ -65,15 +65,14 @@ class AttrStore:
             )
 
     def rekey(self, old: str, new: str) -> None:
-        """A version became a drive file, or a folder made locally is on the drive: its
-        attributes follow (no-op without a row). Joins a transaction open on it."""
-        with transaction(self.conn):
+        """A version became a drive file: its attributes follow (no-op without a row)."""
+        with self.conn:
             self.conn.execute("DELETE FROM attrs WHERE key = ? AND EXISTS"
                               " (SELECT 1 FROM attrs WHERE key = ?)", (new, old))  # fmt: skip
             self.conn.execute("UPDATE attrs SET key = ? WHERE key = ?", (new, old))
 
     def drop(self, key: str) -> None:
-        with transaction(self.conn):
+        with self.conn:
             self.conn.execute("DELETE FROM attrs WHERE key = ?", (key,))
 
     def version_keys(self) -> list[str]:

@@ -208,7 +208,6 @@ async def run_mount(
                         nursery.start_soon(reporter.watch)
                         nursery.start_soon(core.reads.run, cfg.mount.read_memory)
                         nursery.start_soon(cache.keep_spares)
-                        nursery.start_soon(core.make_folders)
                         await nursery.start(core.versions.run)  # queues closed versions
                         syncer = Syncer(db, layout.journal, clean)
                         core.versions.durable = syncer.sync  # fsync(): at once, not in 1 s

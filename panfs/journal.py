@@ -50,9 +50,6 @@ RECOVERED_NAME = ".panfs-recovered"
 # seconds a request whose answer was lost (a crash, a dropped connection) may still take to
 # be applied by the drive: a create or complete sent before may land that much later
 LATE = 30.0
-# the id of a folder made locally, not yet on the drive (``folders.py``), starts so: it stands
-# for the drive id in every row until the folder is made
-LOCAL_PREFIX = "panfs:local:"
 # superseded versions that still hold work on the drive: a file they made (to trash), or a
 # create whose answer was lost (its file, if it was made, is looked for and trashed)
 HOLDING = "state = 'superseded' AND (file_id IS NOT NULL OR rapid_at IS NOT NULL)"
@@ -164,14 +161,12 @@ class Journal:
 
     def due(self, now: float, skip: Iterable[int], limit: int) -> list[int]:
         """Up to ``limit`` jobs to upload now (pending or uploading, retry time come),
-        oldest first, leaving out ``skip`` (those already running) and those whose folder is
-        not on the drive yet (``folders.py`` makes it, then they follow)."""
+        oldest first, leaving out ``skip`` (those already running)."""
         skip = list(skip)
         not_in = f" AND id NOT IN ({','.join('?' * len(skip))})" if skip else ""
         rows = self.conn.execute(
             "SELECT id FROM jobs WHERE state IN ('pending', 'uploading')"
-            f" AND (next_retry_at IS NULL OR next_retry_at <= ?){not_in}"
-            f" AND parent_file_id NOT LIKE '{LOCAL_PREFIX}%' ORDER BY id LIMIT ?",
+            f" AND (next_retry_at IS NULL OR next_retry_at <= ?){not_in} ORDER BY id LIMIT ?",
             (now, *skip, limit),
         ).fetchall()
         return [r[0] for r in rows]
@@ -179,22 +174,13 @@ class Journal:
     def busy(self) -> bool:
         """Anything left to do on the drive: versions to upload (or finish landing), drive
         files to trash (doomed, held by superseded versions, or made by a superseded
-        version's create whose answer was lost), folders to make."""
+        version's create whose answer was lost)."""
         row = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state IN ('pending', 'uploading')"
             f"  OR ({HOLDING}))"
-            " OR EXISTS (SELECT 1 FROM doomed) OR EXISTS (SELECT 1 FROM folders)"
+            " OR EXISTS (SELECT 1 FROM doomed)"
         ).fetchone()
         return bool(row[0])
-
-    def reparent(self, local_id: str, file_id: str) -> None:
-        """A folder made locally is on the drive now as ``file_id``: the versions queued in
-        it go there. Joins the caller's transaction (``folders.Folders`` makes it one
-        with the folder's own rows)."""
-        with transaction(self.conn):
-            self.conn.execute(
-                "UPDATE jobs SET parent_file_id = ? WHERE parent_file_id = ?", (file_id, local_id)
-            )
 
     def clear_delays(self) -> None:
         """Pending versions waiting out the write-back delay may go now."""

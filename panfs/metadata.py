@@ -5,8 +5,7 @@ is in the WAL at once (a killed daemon loses nothing committed) and survives a p
 cut once ``durability.Syncer`` fsyncs the WAL, at most a second later (or at once,
 when a program calls ``fsync()``); checkpoints run there too, off the trio thread
 (the automatic one is only a backstop). And the schema of every table panfs keeps locally:
-the upload journal (``jobs``, ``parts``), the mount's open versions, the folders
-made locally and not yet on the drive (``folders``), its clean
+the upload journal (``jobs``, ``parts``), the mount's open versions, its clean
 cache index and the attributes it keeps locally (mode, owner, times). Must not:
 hold queries (``journal.py`` and ``pending.py`` do). The connection is used on
 the trio thread only.
@@ -119,19 +118,6 @@ SCHEMA = [
         size      INTEGER NOT NULL,             -- the drive file's size
         ranges    TEXT NOT NULL,                -- JSON [[start, end], ...] present, merged
         used_at   REAL NOT NULL                 -- last use, for least-recently-used eviction
-    )
-    """,
-    """
-    CREATE TABLE IF NOT EXISTS folders (
-        seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- made in this order (parents first)
-        local_id     TEXT NOT NULL UNIQUE,      -- 'panfs:local:...': stands for the folder's
-                                                --   drive id in every row until it is made
-        parent_id    TEXT NOT NULL,             -- drive folder (or another local one) it goes in
-        name         TEXT NOT NULL,
-        remote_path  TEXT NOT NULL,             -- for people: status lines, logs
-        created_at   REAL NOT NULL,
-        error        TEXT,                      -- last try's error, one line; NULL none
-        next_retry_at REAL                      -- unix seconds of the next try after an error
     )
     """,
     """

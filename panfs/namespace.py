@@ -3,8 +3,7 @@
 Owns: a folder's listing (the drive's ``openFile/list``, reused for ``list_ttl``)
 merged with local versions (local wins), the rules that keep the merge honest
 (a drive file the journal knows to be superseded, doomed, or not yet at its final
-name is never shown; a folder made locally is shown from ``folders.Folders`` until the
-drive has it; of several drive files of one name the one the node already
+name is never shown; of several drive files of one name the one the node already
 stands for wins, else the newest by ``updated_at``, said once in the log), the
 translation of link files (``name`` + suffix) into symbolic links, stable readdir
 cookies, folder times, and lookup counting (``remember``). Must not: write
@@ -15,13 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from datetime import datetime
 
 from panfs.attrs import AttrStore, drive_key, version_key
 from panfs.errors import NameTooLongError, NotDirError, NotFoundError
-from panfs.folders import Folders, is_local
 from panfs.inodes import ROOT_INO, InodeTable, Node
 from panfs.journal import RECOVERED_ID, RECOVERED_NAME, Job, Journal
 from panfs.remote.client import MOVE_PREFIX, OpenApiClient
@@ -59,7 +56,6 @@ class Namespace:
         uid: int,
         gid: int,
         link_suffix: str,
-        folders: Folders,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
@@ -69,9 +65,6 @@ class Namespace:
         self.list_ttl = list_ttl
         self.uid, self.gid = uid, gid
         self.link_suffix = link_suffix
-        self.folders = folders
-        # nodes of folders made locally, by local id: the drive id goes in when it is made
-        self.local_nodes: weakref.WeakValueDictionary[str, Node] = weakref.WeakValueDictionary()
         self.clock = clock
         self._said: set[tuple[str, str]] = set()  # duplicate names already logged
 
@@ -124,8 +117,7 @@ class Namespace:
             assert folder.children is not None
             return folder.children
         assert folder.file_id is not None
-        if folder.file_id == RECOVERED_ID or is_local(folder.file_id):
-            # the recovery folder, or one made locally not yet on the drive: the journal alone
+        if folder.file_id == RECOVERED_ID:  # the recovery folder: the journal alone
             self._merge(folder, [])
             folder.listed_at = self.clock()
             assert folder.children is not None
@@ -213,10 +205,7 @@ class Namespace:
         known = self.journal.file_ids() if lost else set()
         groups: dict[str, list[RemoteFile]] = {}
         links: dict[str, list[RemoteFile]] = {}
-        made = self.folders.children(folder.file_id)  # made locally, not on the drive yet
         for item in items:
-            if item.name in made:
-                continue  # the folder made here wins (the drive's is taken as it, if any)
             if item.file_id in hidden or item.name == MOVE_PREFIX + item.file_id:
                 continue  # (the other: one of our moves past a name clash, half done)
             if item.name in lost and self._lost(item, lost[item.name], known):
@@ -250,15 +239,6 @@ class Namespace:
             if self.inodes.child(folder, RECOVERED_NAME) is None:
                 self.inodes.add(folder, RECOVERED_NAME, True, file_id=RECOVERED_ID,
                                 mode=0o555, uid=self.uid, gid=self.gid)  # fmt: skip
-        for name, local_id in made.items():
-            seen.add(name)
-            node = self.inodes.child(folder, name)
-            if node is None:
-                node = self.inodes.add(folder, name, True, file_id=local_id,
-                                       uid=self.uid, gid=self.gid)  # fmt: skip
-                self.local_nodes[local_id] = node
-                node.mtime_ns = node.ctime_ns = node.atime_ns = time.time_ns()
-                self._apply_attrs(node, drive_key(local_id))
         # local versions of this folder that the listing cannot show yet (interrupted and
         # failed ones too, at the size they reached: finish them or remove them)
         for job in self.journal.local_jobs(folder.file_id):

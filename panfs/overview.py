@@ -3,8 +3,7 @@
 Owns: opening a state dir's journal read-only (beside a running daemon: SQLite
 WAL; as another user: one line instead of a traceback), listing the files that
 are waiting, uploading, failed or interrupted (including versions still in
-``open_versions``: closed but not yet queued, or cut off if no daemon runs; and folders
-made through the mount, waiting for the drive, as ``pending`` entries ending in ``/``),
+``open_versions``: closed but not yet queued, or cut off if no daemon runs),
 each uploading file's rate (bytes acknowledged over the last RATE_WINDOW seconds,
 one query for all), whether a daemon holds the state dir, and since when the drive
 has not acknowledged anything while errors repeat. Must not: write anything.
@@ -12,7 +11,6 @@ has not acknowledged anything while errors repeat. Must not: write anything.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import time
@@ -152,16 +150,6 @@ def read(journal: Path) -> Overview:
                 ).fetchone()[0]
             except sqlite3.OperationalError:
                 cleanup = 0
-            # folders made through the mount, not yet on the drive (none in a journal from
-            # before folders were made locally)
-            with contextlib.suppress(sqlite3.OperationalError):
-                files += [
-                    FileState(None, remote + "/", "pending", 0, 0, error, retry, local_id, at)
-                    for local_id, remote, error, retry, at in conn.execute(
-                        "SELECT local_id, remote_path, error, next_retry_at, created_at"
-                        " FROM folders ORDER BY seq"
-                    )
-                ]
             try:
                 versions = conn.execute(
                     "SELECT cache_path, remote_path, opened_at, flushed_size, flushed_mtime_ns"

@@ -99,17 +99,6 @@ class OpenVersions:
                 replaces_file_id=replaces_file_id or v.replaces_file_id,
             )  # fmt: skip
 
-    def reparent(self, local_id: str, file_id: str) -> None:
-        """A folder made locally is on the drive now as ``file_id`` (``folders.py``)."""
-        with transaction(self.conn):
-            self.conn.execute(
-                "UPDATE open_versions SET parent_file_id = ? WHERE parent_file_id = ?",
-                (file_id, local_id),
-            )
-        for v in list(self._rows.values()):
-            if v.parent_file_id == local_id:
-                self._rows[v.cache_path] = replace(v, parent_file_id=file_id)
-
     def mark_flushed(self, cache_path: str, size: int, mtime_ns: int) -> None:
         """Its last writer called close() (FLUSH) with the file in this state."""
         with transaction(self.conn):

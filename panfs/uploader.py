@@ -111,7 +111,7 @@ class Uploader:
         """A file is being written through the mount: new uploads wait for a pause."""
         self._written_at = time.monotonic()
 
-    def deferred(self) -> float:
+    def _deferred(self) -> float:
         """Seconds new uploads should still wait for the writing to pause (0: start now)."""
         now = time.monotonic()
         left = self._written_at + GRACE - now
@@ -151,7 +151,7 @@ class Uploader:
         while True:
             self._wake = trio.Event()
             free = self.settings.concurrency - len(self.running)
-            wait = self.deferred() if free > 0 else 0.0
+            wait = self._deferred() if free > 0 else 0.0
             if wait > 0:
                 await trio.sleep(wait)  # files are being written: they go first
                 continue

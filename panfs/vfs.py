@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 
 import trio
 
-from panfs.attrs import Attrs, AttrStore, drive_key, file_time_ns
+from panfs.attrs import AttrStore, file_time_ns
 from panfs.cache import Cache
 from panfs.clean_cache import CleanCache
 from panfs.errors import (
@@ -31,17 +31,14 @@ from panfs.errors import (
     LocalError,
     NotDirError,
     NotEmptyError,
-    NotFoundError,
     RemoteError,
     RemoteExistsError,
     RemoteNotFoundError,
     UnsupportedError,
 )
-from panfs.folders import Folders, LocalFolder, is_local
 from panfs.handles import Handle, Handles
 from panfs.inodes import InodeTable, Node
 from panfs.journal import RECOVERED_ID, RECOVERED_NAME, Journal
-from panfs.metadata import transaction
 from panfs.namespace import Namespace, check_name
 from panfs.pending import OpenVersions
 from panfs.reader import RangeReader
@@ -86,11 +83,9 @@ class Core:
         self.inodes = InodeTable(uid, gid, time.time_ns())
         self.handles = Handles()
         self.reads = ReadPath(RangeReader(client), clean)  # daemon runs its read-ahead
-        self.folders = Folders(journal.conn, journal, versions, attrs)
-        self.folders.on_made.append(self._folder_made)
         self.ns = Namespace(
             client=client, journal=journal, inodes=self.inodes, attrs=attrs, list_ttl=list_ttl,
-            uid=uid, gid=gid, link_suffix=link_suffix, clock=clock, folders=self.folders,
+            uid=uid, gid=gid, link_suffix=link_suffix, clock=clock,
         )  # fmt: skip
         self.versions = Versions(
             journal=journal, open_versions=versions, cache=cache, clean=clean, attrs=attrs,
@@ -139,90 +134,43 @@ class Core:
 
     # -- folders ---------------------------------------------------------------
     async def mkdir(self, parent_ino: int, name: str, mode: int, uid: int, gid: int) -> Node:
-        """Made locally at once (one commit); ``folders.Folders`` makes it on the drive
-        soon after (``make_folder``), and the versions written in it upload then."""
         parent = self.node(parent_ino)
         _read_only(parent)
         check_name(name)
         if name in await self.ns.listing(parent):
             raise ExistsError(f"exists: {self.ns.remote_path(parent, name)}")
         assert parent.file_id is not None
-        now = time.time_ns()
-        remote = self.ns.remote_path(parent, name)
-        try:
-            with transaction(self.journal.conn):
-                local = self.folders.add(parent.file_id, name, remote)
-                self.attrs.put(drive_key(local), Attrs(mode, uid, gid, now, now))
-        except BaseException:
-            self.folders.reload()  # the rows as the rolled-back transaction left them
-            raise
-        node = self.inodes.add(
-            parent, name, True, file_id=local, mode=mode, uid=uid, gid=gid,
-            mtime_ns=now, ctime_ns=now, atime_ns=now,
-        )  # fmt: skip
-        node.children, node.listed_at = {}, self.ns.clock()
-        self.ns.local_nodes[local] = node
-        self.ns.touch_dir(parent)
-        return self.remember(node)
-
-    async def make_folder(self, parent_id: str, name: str) -> str:
-        """Make a folder made locally on the drive (``folders.Folders.run``): its drive id.
-        The name was free in the mount when it was made there; on the drive it may be held
-        by a file of ours on its way elsewhere (shared until that moves on), or by one
-        made elsewhere meanwhile: a folder is taken as this one (as ``mkdir -p`` would),
-        a file keeps its name beside the folder (the drive allows both; the log says so)."""
         # an upload's session made under the name (its file renamed away since) may complete
         # there any moment, and its post-steps move it on: the folder shares the name
-        shared = await self._clear_transit(parent_id, name)
-        shared = shared or self.journal.session_at(parent_id, name)
+        shared = await self._clear_transit(parent.file_id, name)
+        shared = shared or self.journal.session_at(parent.file_id, name)
         how = "ignore" if shared else "refuse"
-        res = await self.client.create_folder(parent_id, name, check_name_mode=how)
+        res = await self.client.create_folder(parent.file_id, name, check_name_mode=how)
         if res.exist and self.journal.is_dead(res.file_id):
             # a file of ours whose name went, not yet trashed: finish that first
             self.journal.doom([res.file_id], "a folder takes its name")
             await self.client.trash(res.file_id)
             self.journal.trashed(res.file_id)
-            res = await self.client.create_folder(parent_id, name, check_name_mode="refuse")
+            res = await self.client.create_folder(parent.file_id, name, check_name_mode="refuse")
         if res.exist and (
-            res.file_id in self.journal.hidden_file_ids()
-            or await self._held_by_dead(parent_id, name)
+            res.file_id in self.journal.hidden_file_ids() or await self._held_by_dead(parent, name)
         ):
             # only files of ours listings hide hold the name (an upload renamed away while it
             # ran, its file made there; the one the drive named may have moved on before a
             # listing would show it): the folder shares it until its post-steps move that file
             # on, as a rename does
-            res = await self.client.create_folder(parent_id, name, check_name_mode="ignore")
-        if res.exist and res.type == "folder":
-            log.info("folder %s: one made elsewhere meanwhile is taken as this one", name)
-            return res.file_id
+            res = await self.client.create_folder(parent.file_id, name, check_name_mode="ignore")
         if res.exist:
-            log.warning("folder %s: a file made elsewhere holds the name on the drive; both "
-                        "are kept there", name)  # fmt: skip
-            res = await self.client.create_folder(parent_id, name, check_name_mode="ignore")
-        return res.file_id
-
-    async def make_folders(self) -> None:
-        """Runs for as long as the mount: folders made locally go to the drive."""
-        await self.folders.run(self.make_folder, self.uploader.deferred)
-
-    def _folder_made(self, row: LocalFolder, file_id: str) -> None:
-        """``Folders`` put the drive id in place of the local one in its rows: the mount's
-        view follows in the same step (no await)."""
-        node = self.ns.local_nodes.pop(row.local_id, None)
-        if node is not None:
-            node.file_id = file_id
-            self.inodes.entry_changed(node)
-        self.inodes.landed_in(row.parent_id)  # a listing under way may not show it yet
-        self.uploader.wake()  # the versions written in it may go now
-
-    async def _on_drive(self, *folders: Node) -> None:
-        """Wait until these folders are on the drive (made locally, not yet there)."""
-        for folder in folders:
-            while is_local(folder.file_id):
-                assert folder.file_id is not None
-                await self.folders.made(folder.file_id)
-                if is_local(folder.file_id) and self.folders.get(folder.file_id) is None:
-                    raise NotFoundError(f"removed meanwhile: {self.inodes.path(folder)}")
+            raise ExistsError(f"exists on the drive: {self.ns.remote_path(parent, name)}")
+        now = time.time_ns()
+        node = self.inodes.add(
+            parent, name, True, file_id=res.file_id, mode=mode, uid=uid, gid=gid,
+            mtime_ns=now, ctime_ns=now, atime_ns=now,
+        )  # fmt: skip
+        node.children, node.listed_at = {}, self.ns.clock()
+        self.ns.touch_dir(parent)
+        self.versions.save_attrs(node)
+        return self.remember(node)
 
     async def _move(
         self, file_id: str, src_parent: Node, dst_parent: Node, name: str, mode: str
@@ -233,11 +181,12 @@ class Core:
         else:
             await self.client.rename(file_id, name, check_name_mode=mode)
 
-    async def _held_by_dead(self, folder_id: str, name: str, moving: str | None = None) -> bool:
-        """Is ``name`` in drive folder ``folder_id`` held on the drive (but by ``moving``,
-        the file a rename moves there) only by files of ours that listings hide (doomed, a
-        superseded version's, one on its way to another name)?"""
-        items = await self.client.list_folder(folder_id)
+    async def _held_by_dead(self, folder: Node, name: str, moving: str | None = None) -> bool:
+        """Is ``name`` in ``folder`` held on the drive (but by ``moving``, the file a rename
+        moves there) only by files of ours that listings hide (doomed, a superseded
+        version's, one on its way to another name)?"""
+        assert folder.file_id is not None
+        items = await self.client.list_folder(folder.file_id)
         clash = {i.file_id for i in items if i.name == name and i.file_id != moving}
         return bool(clash) and clash <= self.journal.hidden_file_ids()
 
@@ -268,15 +217,7 @@ class Core:
         if await self.ns.listing(node, force=True):
             raise NotEmptyError(f"folder not empty: {self.ns.remote_path(parent, name)}")
         assert node.file_id is not None
-        while is_local(node.file_id) and not self.folders.drop(node.file_id):
-            try:  # its create is on its way: the drive has it then, or that try failed
-                await self._on_drive(node)
-            except RemoteError:
-                continue
-            if await self.ns.listing(node, force=True):
-                raise NotEmptyError(f"folder not empty: {self.ns.remote_path(parent, name)}")
-        if not is_local(node.file_id):
-            await self.client.trash(node.file_id)
+        await self.client.trash(node.file_id)
         self.inodes.detach(node)
         self.ns.touch_dir(parent)
 
@@ -564,12 +505,6 @@ class Core:
         check_name(new)
         node = await self.ns.child(src_parent, old)
         target = await self.ns.find(dst_parent, new)
-        while self._drive_needed(src_parent, dst_parent, node, target):
-            # a folder made locally takes part and the drive must: it goes there first, then
-            # the names are looked up again (they may have changed meanwhile)
-            await self._on_drive(src_parent, dst_parent, node, *([target] if target else []))
-            node = await self.ns.child(src_parent, old)
-            target = await self.ns.find(dst_parent, new)
         target_id = target.file_id if target is not None else None
         if RECOVERED_ID in (src_parent.file_id, dst_parent.file_id, node.file_id, target_id):
             # mv copies it out (and removes it) instead
@@ -593,17 +528,6 @@ class Core:
         self.ns.touch_dir(src_parent)
         self.ns.touch_dir(dst_parent)
         node.ctime_ns = max(time.time_ns(), node.ctime_ns)
-
-    def _drive_needed(self, src: Node, dst: Node, node: Node, target: Node | None) -> bool:
-        """Does this rename touch a folder made locally, not yet on the drive, in a way
-        only the drive can carry out (a folder moves, a drive file moves or is replaced)?
-        A version not yet uploaded moves in the journal alone, wherever it goes."""
-        if not any(is_local(n.file_id) for n in (src, dst, node, target) if n is not None):
-            return False
-        drive = node.is_dir or self.versions.remote_id(node) is not None
-        if target is not None:
-            drive = drive or target.is_dir or self.versions.remote_id(target) is not None
-        return drive
 
     async def _rename_locked(
         self, src_parent: Node, node: Node, dst_parent: Node, new: str, target: Node | None
@@ -657,8 +581,7 @@ class Core:
             try:
                 await self._move(file_id, src_parent, dst_parent, new_drive, mode)
             except RemoteExistsError:
-                held = await self._held_by_dead(dst_parent.file_id, new_drive, file_id)
-                if mode == "ignore" or not held:
+                if mode == "ignore" or not await self._held_by_dead(dst_parent, new_drive, file_id):
                     raise
                 # a file of ours no name shows any more (doomed: a complete that landed it
                 # late, trashed again soon) holds the name on the drive: share it

@@ -82,9 +82,7 @@ class Mounted:
             try:
                 journal = Journal(db)
                 journal.clear_delays()  # as ``umount --wait`` does: no write-back delay to sit out
-                folders = db.execute("SELECT EXISTS (SELECT 1 FROM folders)").fetchone()[0]
-                busy = journal.jobs(("pending", "uploading")) or OpenVersions(db).all()
-                return not busy and not folders  # (and every folder made on the drive)
+                return not journal.jobs(("pending", "uploading")) and not OpenVersions(db).all()
             finally:
                 db.close()
 

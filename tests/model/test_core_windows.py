@@ -46,10 +46,7 @@ async def core_in_w(
     fs = CoreFS(drive, tmp_path / "c", "w", **{**NO_DELAY, **sections})
     await fs.start()
     try:
-        w = await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
-        assert w.file_id is not None
-        with trio.fail_after(60):  # the tests below work in a folder the drive has
-            await fs.core.folders.made(w.file_id)
+        await fs.core.mkdir(ROOT_INO, "w", 0o755, os.getuid(), os.getgid())
         yield fs
     finally:
         drive.set_faults([])

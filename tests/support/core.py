@@ -143,7 +143,6 @@ async def open_core(
                 async with trio.open_nursery() as nursery:
                     # the cache's background task, as the daemon runs it: spares made ahead
                     nursery.start_soon(cache.keep_spares)
-                    nursery.start_soon(core.make_folders)
                     await nursery.start(core.versions.run)  # as the daemon queues closes
                     try:
                         yield rig

@@ -34,17 +34,17 @@ def test_uploads_wait_for_a_pause_in_the_writing_but_not_for_ever(
     db = open_db(tmp_path / "j.db")
     try:
         u = up.Uploader(Journal(db), _never, up.UploadSettings(SessionSettings()))
-        assert u.deferred() == 0.0  # nothing written: uploads start at once
+        assert u._deferred() == 0.0  # nothing written: uploads start at once
         u.foreground()
-        assert u.deferred() == pytest.approx(up.GRACE)
+        assert u._deferred() == pytest.approx(up.GRACE)
         clock.now += up.GRACE / 2
-        assert u.deferred() == pytest.approx(up.GRACE / 2)
+        assert u._deferred() == pytest.approx(up.GRACE / 2)
         clock.now += up.GRACE  # the writing paused
-        assert u.deferred() == 0.0
+        assert u._deferred() == 0.0
         # writing that never pauses: uploads start after MAX_DEFER, and are not held back
         # again while it goes on
         waited = 0.0
-        while u.deferred() > 0 or waited == 0.0:
+        while u._deferred() > 0 or waited == 0.0:
             u.foreground()
             clock.now += 0.1
             waited += 0.1
@@ -53,10 +53,10 @@ def test_uploads_wait_for_a_pause_in_the_writing_but_not_for_ever(
         for _ in range(100):
             u.foreground()
             clock.now += 0.1
-            assert u.deferred() == 0.0
+            assert u._deferred() == 0.0
         clock.now += up.GRACE  # a pause; then writing holds them back again
-        assert u.deferred() == 0.0
+        assert u._deferred() == 0.0
         u.foreground()
-        assert u.deferred() == pytest.approx(up.GRACE)
+        assert u._deferred() == pytest.approx(up.GRACE)
     finally:
         db.close()
