@@ -20,13 +20,15 @@ pytestmark = [pytest.mark.fuse, pytest.mark.crash]
 
 
 def _queued(m: Mounted) -> int:
-    """Versions the journal still holds for the drive (pending or uploading)."""
+    """Versions the journal still holds for the drive: pending or uploading, or closed and
+    not yet queued (a copy faster than the queueing window leaves them all so)."""
     from panfs.journal import Journal
     from panfs.metadata import open_db
+    from panfs.pending import OpenVersions
 
     db = open_db(m.cache_dir / "journal.db")
     try:
-        return len(Journal(db).jobs(("pending", "uploading")))
+        return len(Journal(db).jobs(("pending", "uploading"))) + len(OpenVersions(db).all())
     finally:
         db.close()
 
