@@ -56,12 +56,18 @@ _syncfs = _load_syncfs()
 def fsync_all(fds: list[int]) -> dict[int, OSError]:
     """Make the files durable (in a worker thread: one hop for many small files, where a
     hop costs the trio thread more than the fsync of a small file costs the disk); the
-    failures. SYNCFS_AT files or more: one ``syncfs`` of their file system, one journal
-    commit for all of them; when it reports an error, each file is fsynced, so the
-    failures are known file by file, as with fewer files."""
+    failures. SYNCFS_AT files or more: one ``syncfs`` of each file system they are on, one
+    journal commit for all of its files; when it reports an error, each of those files is
+    fsynced, so the failures are known file by file, as with fewer files."""
     errors: dict[int, OSError] = {}
-    if len(fds) >= SYNCFS_AT and _syncfs is not None and _syncfs(fds[0]) == 0:
-        return errors
+    if len(fds) >= SYNCFS_AT and _syncfs is not None:
+        by_fs: dict[int, list[int]] = {}
+        for fd in fds:
+            try:
+                by_fs.setdefault(os.fstat(fd).st_dev, []).append(fd)
+            except OSError:
+                by_fs.setdefault(-1, []).append(fd)  # (its fsync below says what is wrong)
+        fds = [fd for dev, on in by_fs.items() if dev == -1 or _syncfs(on[0]) != 0 for fd in on]
     for fd in fds:
         try:
             os.fsync(fd)

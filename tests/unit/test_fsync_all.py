@@ -78,3 +78,38 @@ def test_a_failing_syncfs_finds_the_failing_files_one_by_one(
     assert list(errors) == [bad]
     assert errors[bad].errno == errno.EIO
     assert fsynced == fds  # every file, not only up to the failing one
+
+
+def test_one_syncfs_per_file_system(
+    fds: list[int], monkeypatch: pytest.MonkeyPatch, calls: dict[str, list[int]]
+) -> None:
+    """Files on two file systems (st_dev faked for half of them): a syncfs each, and a
+    failure on one of them fsyncs only that one's files."""
+    real_fstat = os.fstat
+    other = set(fds[::2])
+
+    class Stat:
+        """The file's own stat, on another device when it is one of ``other``."""
+
+        def __init__(self, fd: int) -> None:
+            self.real = real_fstat(fd)
+            self.st_dev = -7 if fd in other else self.real.st_dev
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.real, name)
+
+    monkeypatch.setattr(durability.os, "fstat", Stat)
+    assert durability.fsync_all(fds) == {}
+    assert len(calls["syncfs"]) == 2
+    assert calls["fsync"] == []
+    counted = calls["syncfs"][:]
+    calls["syncfs"].clear()
+
+    def failing_on_other(fd: int) -> int:
+        calls["syncfs"].append(fd)
+        return -1 if fd in other else 0
+
+    monkeypatch.setattr(durability, "_syncfs", failing_on_other)
+    assert durability.fsync_all(fds) == {}
+    assert sorted(calls["fsync"]) == sorted(other)
+    assert len(counted) == 2
