@@ -24,6 +24,7 @@ from pathlib import Path
 
 import trio
 
+from panfs import mounts
 from panfs.clean_cache import CleanCache
 
 log = logging.getLogger(__name__)
@@ -40,34 +41,61 @@ GROUP = 64
 # syncfs per batch (docs/performance.md). It writes whatever else is dirty on that file
 # system too, which a batch of a few files should not wait for: fewer get an fsync each
 SYNCFS_AT = 4
+# file systems whose syncfs makes every file's data as durable as an fsync of it would (local
+# block file systems; memory ones, where neither does anything). On others (FUSE, NFS, ...)
+# syncfs may only hand dirty pages to the server, where an fsync asks it to sync: fsync each
+SYNCFS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs", "ramfs"})
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs, where the kernel reports writeback errors through it (Linux 5.8 and
+    newer; before, a failed write would go unreported, and each file is fsynced)."""
     try:
+        version = tuple(int(p) for p in os.uname().release.split(".")[:2])
         fn: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
-    except (OSError, AttributeError):  # (not Linux, or a libc without it)
+    except (OSError, AttributeError, ValueError):  # (not Linux, or a libc without it)
         return None
-    return fn
+    return fn if version >= (5, 8) else None
 
 
 _syncfs = _load_syncfs()
+_covers: dict[int, bool] = {}  # st_dev -> is syncfs enough there (SYNCFS_TYPES)
+
+
+def _syncfs_covers(st_dev: int) -> bool:
+    if st_dev not in _covers:
+        types = mounts.fstypes(st_dev)
+        _covers[st_dev] = bool(types) and types <= SYNCFS_TYPES
+    return _covers[st_dev]
+
+
+def _by_file_system(fds: list[int]) -> dict[int, list[int]]:
+    """The files by the file system they are on (-1: one whose fstat failed)."""
+    by_fs: dict[int, list[int]] = {}
+    for fd in fds:
+        try:
+            dev = os.fstat(fd).st_dev
+        except OSError:
+            dev = -1  # (its fsync says what is wrong)
+        by_fs.setdefault(dev, []).append(fd)
+    return by_fs
 
 
 def fsync_all(fds: list[int]) -> dict[int, OSError]:
     """Make the files durable (in a worker thread: one hop for many small files, where a
     hop costs the trio thread more than the fsync of a small file costs the disk); the
-    failures. SYNCFS_AT files or more: one ``syncfs`` of each file system they are on, one
-    journal commit for all of its files; when it reports an error, each of those files is
-    fsynced, so the failures are known file by file, as with fewer files."""
+    failures. SYNCFS_AT files or more: one ``syncfs`` of each file system they are on (of
+    SYNCFS_TYPES), one journal commit for all of its files; when it reports an error, each
+    of those files is fsynced, so the failures are known file by file, as with fewer
+    files."""
     errors: dict[int, OSError] = {}
     if len(fds) >= SYNCFS_AT and _syncfs is not None:
-        by_fs: dict[int, list[int]] = {}
-        for fd in fds:
-            try:
-                by_fs.setdefault(os.fstat(fd).st_dev, []).append(fd)
-            except OSError:
-                by_fs.setdefault(-1, []).append(fd)  # (its fsync below says what is wrong)
-        fds = [fd for dev, on in by_fs.items() if dev == -1 or _syncfs(on[0]) != 0 for fd in on]
+        left: list[int] = []  # to fsync one by one
+        for dev, on in _by_file_system(fds).items():
+            synced = dev != -1 and _syncfs_covers(dev) and _syncfs(on[0]) == 0
+            if not synced:
+                left += on
+        fds = left
     for fd in fds:
         try:
             os.fsync(fd)

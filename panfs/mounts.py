@@ -1,6 +1,6 @@
 """What the kernel says is mounted where: ``/proc/self/mountinfo``, and detaching dead mounts.
 
-Owns: finding the mount at a path (its filesystem type and source), telling a
+Owns: finding the mount at a path (its filesystem type and source) or of a device, telling a
 panfs mount (``fuse.panfs``) from anything else, telling a mount whose daemon
 died (``ENOTCONN``) from a live one, the lazy unmount that detaches it, and
 resolving a mount point given through a symlink without hanging on a dead mount.
@@ -37,6 +37,7 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
+    dev: str = ""  # "major:minor" of the file system (a file's ``st_dev``: ``device``)
 
     @property
     def is_panfs(self) -> bool:
@@ -77,8 +78,19 @@ def entries(mountinfo: str = "/proc/self/mountinfo") -> list[MountEntry]:
         fields, tail = left.split(), right.split()
         if len(fields) < 5 or len(tail) < 2:
             continue
-        out.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1])))
+        out.append(MountEntry(_unescape(fields[4]), tail[0], _unescape(tail[1]), fields[2]))
     return out
+
+
+def device(st_dev: int) -> str:
+    """A file's ``st_dev`` as mountinfo writes it (``MountEntry.dev``)."""
+    return f"{os.major(st_dev)}:{os.minor(st_dev)}"
+
+
+def fstypes(st_dev: int) -> set[str]:
+    """The file system types mounted from that device (empty when none is found)."""
+    dev = device(st_dev)
+    return {e.fstype for e in entries() if e.dev == dev}
 
 
 def find(path: Path) -> MountEntry | None:

@@ -28,6 +28,14 @@ def fds(tmp_path: Path) -> Iterator[list[int]]:
             os.close(fd)
 
 
+@pytest.fixture(autouse=True)
+def local_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file system here is one syncfs covers (whatever the test machine's /tmp is):
+    ``test_syncfs_only_where_it_covers_the_files`` checks the real lookup."""
+    monkeypatch.setattr(durability, "_covers", {})
+    monkeypatch.setattr(durability.mounts, "fstypes", lambda dev: {"ext4"})
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     """Counts syncfs and fsync calls (both still do the real thing)."""
@@ -113,3 +121,25 @@ def test_one_syncfs_per_file_system(
     assert durability.fsync_all(fds) == {}
     assert sorted(calls["fsync"]) == sorted(other)
     assert len(counted) == 2
+
+
+def test_syncfs_only_where_it_covers_the_files(
+    fds: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a file system whose syncfs may not reach the disk (FUSE, NFS) each file is
+    fsynced; the lookup finds this test's own file system in the mount table."""
+    monkeypatch.undo()  # the real mount table, the real syncfs and fsync
+    assert durability.mounts.fstypes(os.stat(tmp_path).st_dev)  # found by st_dev
+    monkeypatch.setattr(durability, "_covers", {})
+    monkeypatch.setattr(durability.mounts, "fstypes", lambda dev: {"fuse.sshfs"})
+    fsynced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        fsynced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(durability.os, "fsync", fsync)
+    monkeypatch.setattr(durability, "_syncfs", lambda fd: pytest.fail("syncfs on FUSE"))
+    assert durability.fsync_all(fds) == {}
+    assert fsynced == fds
